@@ -1,0 +1,80 @@
+"""The Fourier quotient shared by both quotient layers.
+
+``q = F^-1[ sum_i conj(A_i) B_i / (sum_i |A_i|^2 + beta) ]`` with
+``A_i = F a_i``, ``B_i = F b_i``: the minimiser of
+``sum_i ||q (*) a_i - b_i||^2 + beta ||q||^2`` under circular boundaries
+(paper Eqs. 3-5). Derivation: derivations/kernel_quotient.md §2 (Q1-Q7).
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .. import _fft
+
+
+class QuotientCache(NamedTuple):
+    spectrum_a: np.ndarray   # A_i, (N, n, H, W//2+1): (Q5), (Q6)
+    spectrum_b: np.ndarray   # B_i, (N, n, H, W//2+1): (Q6)
+    denominator: np.ndarray  # D, (N, H, W//2+1): every backward line
+    quotient: np.ndarray     # Q^, (N, H, W//2+1): (Q6), (Q7)
+    shape: tuple             # (H, W), for irfft2 with odd sizes
+
+
+def quotient_forward(a, b, beta):
+    """Solve the per-frequency least-squares problem (Q1)-(Q3).
+
+    Parameters
+    ----------
+    a, b : ndarray of shape (N, n, H, W)
+        Real; ``a`` the "sharp" and ``b`` the "blurry" signals.
+    beta : float or ndarray of shape (N, 1, 1)
+        Regulariser, > 0.
+
+    Returns
+    -------
+    q : ndarray of shape (N, H, W)
+    cache : QuotientCache
+    """
+    shape = a.shape[-2:]
+    spectrum_a = _fft.rfft2(a)                                   # (Q1)
+    spectrum_b = _fft.rfft2(b)
+    power = spectrum_a.real ** 2 + spectrum_a.imag ** 2
+    denominator = power.sum(axis=1) + beta                       # (Q2)
+    numerator = (np.conj(spectrum_a) * spectrum_b).sum(axis=1)
+    quotient = numerator / denominator                           # (Q3)
+    q = _fft.irfft2(quotient, shape)                             # (Q4)
+    return q.astype(a.dtype, copy=False), QuotientCache(
+        spectrum_a, spectrum_b, denominator, quotient, shape)
+
+
+def quotient_backward(dq, cache, *, beta_grad=False):
+    """Gradients of the quotient with respect to ``a``, ``b`` and ``beta``.
+
+    Parameters
+    ----------
+    dq : ndarray of shape (N, H, W)
+        ``dL/dq``.
+    cache : QuotientCache
+    beta_grad : bool, optional
+        Also return ``dL/d beta`` per example, shape (N,).
+
+    Returns
+    -------
+    da, db : ndarray of shape (N, n, H, W)
+    dbeta : ndarray of shape (N,) or None
+    """
+    spectrum_a, spectrum_b, denominator, quotient, shape = cache
+    gamma = _fft.rfft2(dq)[:, None]                              # Γ = F dq
+    scaled = gamma / denominator[:, None]                        # Γ / D
+    db = _fft.irfft2(spectrum_a * scaled, shape)                 # (Q5)
+    cross = np.real(np.conj(gamma[:, 0]) * quotient)             # Re(conj(Γ) Q^)
+    da = _fft.irfft2((np.conj(gamma) * spectrum_b
+                      - 2.0 * cross[:, None] * spectrum_a)
+                     / denominator[:, None], shape)              # (Q6)
+    dbeta = None
+    if beta_grad:
+        solution_derivative = _fft.irfft2(quotient / denominator, shape)
+        dbeta = -np.sum(dq * solution_derivative, axis=(-2, -1))  # (Q7)
+    dtype = dq.dtype
+    return da.astype(dtype, copy=False), db.astype(dtype, copy=False), dbeta

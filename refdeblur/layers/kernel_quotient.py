@@ -1,0 +1,156 @@
+"""Kernel-estimation quotient layer, paper Eq. 4.
+
+Derivation: derivations/kernel_quotient.md.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .. import _fft
+from ._quotient import quotient_backward, quotient_forward
+from .crop_pad import grid_to_kernel, kernel_to_grid
+from .edge_taper import taper_window
+
+
+class KernelQuotientCache(NamedTuple):
+    window: np.ndarray       # taper w, (H, W): (K13)
+    quotient: object         # QuotientCache of the Fourier solve: (K11), (K12)
+    cropped: np.ndarray      # k_c before the threshold, (N, m, m): (K9)
+    kernel: np.ndarray       # normalised output k, (N, m, m): (K8)
+    mass: np.ndarray         # sum(k+) + eps, (N, 1, 1): (K8)
+    feature_shape: tuple     # (H, W) of the features
+
+
+class KernelQuotient:
+    """Estimate the blur kernel from feature pairs by a Fourier quotient.
+
+    Forward (paper §3.1.2, Eq. 4; method-spec §2.7 and O6, O10):
+
+    1. taper every sharp-like and blurry-like feature map with a flat-top
+       Barthann window (K1);
+    2. zero-pad them to a fast FFT size (K2) -- harmless, because the taper
+       already brought the borders to zero;
+    3. solve ``min_k sum_i ||k * x_i - y_i||^2 + beta_k ||k||^2`` in the
+       Fourier domain (K3)-(K4);
+    4. crop the centred ``m x m`` kernel (MATLAB ``otf2psf``) (K5);
+    5. set negative values to zero (K6);
+    6. normalise to sum 1 (K7), if ``normalize``.
+
+    Parameters
+    ----------
+    kernel_size : int
+        Odd kernel side ``m``.
+    taper_width : int, optional
+        Ramp of the Barthann taper in pixels; defaults to ``kernel_size``
+        (method-spec O10). 0 disables the taper.
+    beta : float, optional
+        ``beta_k`` of Eq. 4; the paper's ``1e-4`` "for numerical stability
+        only" (meaning under our FFT convention: derivations/README.md).
+    normalize : bool, optional
+        Divide the thresholded kernel by its sum (plus ``eps``). The paper
+        only thresholds; we normalise (method-spec O6, see the derivation for
+        the reasons).
+    eps : float, optional
+        Keeps the normalisation finite for an all-zero kernel.
+    pad_to_fast_size : bool, optional
+        Zero-pad the tapered features to a fast FFT size.
+    """
+
+    def __init__(self, kernel_size, *, taper_width=None, beta=1e-4,
+                 normalize=True, eps=1e-8, pad_to_fast_size=True):
+        self.kernel_size = int(kernel_size)
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            raise ValueError(f"kernel size must be odd and positive, "
+                             f"got {kernel_size}")
+        self.taper_width = (self.kernel_size if taper_width is None
+                            else int(taper_width))
+        self.beta = float(beta)
+        self.normalize = bool(normalize)
+        self.eps = float(eps)
+        self.pad_to_fast_size = bool(pad_to_fast_size)
+
+    def init_params(self, rng=None, dtype=np.float64):
+        """No trainable parameters (``beta_k`` is fixed); empty dict."""
+        return {}
+
+    def forward(self, x_sharp, y_blurry, params=None):
+        """Estimate the kernel.
+
+        Parameters
+        ----------
+        x_sharp, y_blurry : ndarray of shape (N, n, H, W)
+            The ``n`` sharp-like and blurry-like feature maps.
+        params : None
+            Unused.
+
+        Returns
+        -------
+        kernel : ndarray of shape (N, m, m)
+            Non-negative; sums to 1 if ``normalize`` (0 if all of the
+            cropped quotient was negative).
+        cache : KernelQuotientCache
+        """
+        if x_sharp.shape != y_blurry.shape or x_sharp.ndim != 4:
+            raise ValueError(f"feature maps must both be (N, n, H, W), got "
+                             f"{x_sharp.shape} and {y_blurry.shape}")
+        height, width = x_sharp.shape[-2:]
+        if min(height, width) < self.kernel_size:
+            raise ValueError(f"{height}x{width} feature maps are smaller than "
+                             f"the {self.kernel_size} px kernel")
+        window = taper_window((height, width), self.taper_width, x_sharp.dtype)
+        a = x_sharp * window                                       # (K1)
+        b = y_blurry * window
+        if self.pad_to_fast_size:
+            grid = (_fft.fast_length(height), _fft.fast_length(width))
+            a = _zero_pad(a, grid)                                 # (K2)
+            b = _zero_pad(b, grid)
+        full, quotient = quotient_forward(a, b, self.beta)         # (K3)-(K4)
+        cropped = grid_to_kernel(full, (self.kernel_size,) * 2)    # (K5)
+        positive = np.maximum(cropped, 0)                          # (K6)
+        if self.normalize:
+            mass = positive.sum(axis=(-2, -1), keepdims=True) + self.eps
+            kernel = positive / mass                               # (K7)
+        else:
+            mass = None
+            kernel = positive
+        return kernel, KernelQuotientCache(window, quotient, cropped, kernel,
+                                           mass, (height, width))
+
+    def backward(self, dkernel, cache):
+        """Gradients with respect to both feature stacks.
+
+        Parameters
+        ----------
+        dkernel : ndarray of shape (N, m, m)
+        cache : KernelQuotientCache
+
+        Returns
+        -------
+        (dx_sharp, dy_blurry) : tuple of ndarray of shape (N, n, H, W)
+        param_grads : dict
+            Empty.
+        """
+        if self.normalize:
+            projection = np.sum(dkernel * cache.kernel, axis=(-2, -1),
+                                keepdims=True)
+            dpositive = (dkernel - projection) / cache.mass        # (K8)
+        else:
+            dpositive = dkernel
+        dcropped = dpositive * (cache.cropped > 0)                 # (K9)
+        dfull = kernel_to_grid(dcropped, cache.quotient.shape)     # (K10)
+        da, db, _ = quotient_backward(dfull, cache.quotient)       # (K11), (K12)
+        height, width = cache.feature_shape
+        da = da[..., :height, :width]                              # (K13)
+        db = db[..., :height, :width]
+        return (da * cache.window, db * cache.window), {}          # (K14)
+
+
+def _zero_pad(x, grid_shape):
+    """Zero-pad the last two axes at the end to ``grid_shape``."""
+    height, width = x.shape[-2:]
+    if (height, width) == tuple(grid_shape):
+        return x
+    widths = [(0, 0)] * (x.ndim - 2) + [(0, grid_shape[0] - height),
+                                        (0, grid_shape[1] - width)]
+    return np.pad(x, widths)

@@ -1,0 +1,112 @@
+"""Pixel-wise linear recombination of channels (a 1x1 convolution).
+
+Derivation: derivations/recombine.md.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+class RecombineCache(NamedTuple):
+    x: np.ndarray       # (N, C_in, H, W), needed for the weight gradient (R3)
+    weight: np.ndarray  # (C_out, C_in), needed for the input gradient (R2)
+
+
+class Recombine:
+    """Pixel-wise linear combination of feature maps, paper Eq. 2.
+
+    ``out[n, o, p] = sum_c weight[o, c] * x[n, c, p] (+ bias[o])`` at every
+    pixel ``p``: the coefficients ``alpha_ij`` and ``beta_ij`` of Eq. 2.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Channels before and after.
+    bias : bool, optional
+        Add a learned offset per output channel. Eq. 2 has none, so the
+        default is False.
+    """
+
+    def __init__(self, in_channels, out_channels, *, bias=False):
+        self.in_channels = int(in_channels)
+        self.out_channels = int(out_channels)
+        self.bias = bool(bias)
+
+    def init_params(self, rng, dtype=np.float64):
+        """Glorot-normal weights, zero bias.
+
+        tanh is linear near 0, so the Glorot scale
+        ``sqrt(2 / (C_in + C_out))`` keeps activations and gradients of the
+        same order from layer to layer.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+        dtype : dtype, optional
+
+        Returns
+        -------
+        dict
+            ``{"weight": (C_out, C_in)}`` plus ``"bias": (C_out,)`` if used.
+        """
+        std = np.sqrt(2.0 / (self.in_channels + self.out_channels))
+        params = {"weight": (std * rng.standard_normal(
+            (self.out_channels, self.in_channels))).astype(dtype)}
+        if self.bias:
+            params["bias"] = np.zeros(self.out_channels, dtype=dtype)
+        return params
+
+    def forward(self, x, params):
+        """Recombine channels (R1).
+
+        Parameters
+        ----------
+        x : ndarray of shape (N, C_in, H, W)
+        params : dict
+            ``"weight"`` (C_out, C_in) and, if ``bias``, ``"bias"`` (C_out,).
+
+        Returns
+        -------
+        out : ndarray of shape (N, C_out, H, W)
+        cache : RecombineCache
+        """
+        weight = params["weight"]
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"Recombine expects (N, {self.in_channels}, H, W), "
+                             f"got {x.shape}")
+        n_batch, _, height, width = x.shape
+        flat = x.reshape(n_batch, self.in_channels, height * width)
+        out = np.matmul(weight, flat)  # (N, C_out, HW)   (R1)
+        if self.bias:
+            out += params["bias"][:, None]
+        out = out.reshape(n_batch, self.out_channels, height, width)
+        return out, RecombineCache(x, weight)
+
+    def backward(self, dout, cache):
+        """Gradients with respect to the input and the coefficients.
+
+        Parameters
+        ----------
+        dout : ndarray of shape (N, C_out, H, W)
+        cache : RecombineCache
+
+        Returns
+        -------
+        dx : ndarray of shape (N, C_in, H, W)
+        param_grads : dict
+            ``"weight"`` and, if used, ``"bias"``.
+        """
+        x, weight = cache
+        n_batch, _, height, width = x.shape
+        dout_flat = dout.reshape(n_batch, self.out_channels, height * width)
+        x_flat = x.reshape(n_batch, self.in_channels, height * width)
+        dx = np.matmul(weight.T, dout_flat)  # (N, C_in, HW)   (R2)
+        # sum over batch and pixels of dout x^T, as one (C_out, N·HW) product
+        dweight = np.matmul(
+            dout_flat.transpose(1, 0, 2).reshape(self.out_channels, -1),
+            x_flat.transpose(1, 0, 2).reshape(self.in_channels, -1).T)  # (R3)
+        grads = {"weight": dweight}
+        if self.bias:
+            grads["bias"] = dout_flat.sum(axis=(0, 2))  # (R4)
+        return dx.reshape(x.shape), grads
