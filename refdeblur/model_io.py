@@ -106,7 +106,10 @@ def read_model_file(path):
     if path.is_dir():
         raise ValueError(f"model path is a folder, not a file: {path}")
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        # Open the file ourselves so it is closed even when np.load fails
+        # half-way through a truncated archive.
+        with open(path, "rb") as stream, \
+                np.load(stream, allow_pickle=False) as archive:
             contents = {key: archive[key] for key in archive.files}
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as error:
         raise ValueError(f"{path} is not a readable refdeblur model file "

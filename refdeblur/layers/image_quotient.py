@@ -15,12 +15,12 @@ from .edge_taper import taper_window
 
 
 class ImageQuotientCache(NamedTuple):
-    quotient: object      # QuotientCache of the Fourier solve: (I8)-(I10)
-    window: np.ndarray    # taper of the padded grid: (I11)
-    before: tuple         # replicate padding above/left: (I7), (I11)
-    after: tuple          # and below/right
-    beta: float           # beta_x, for (I12)
-    kernel_shape: tuple   # (m, m), for (I9)
+    quotient: object      # QuotientCache of the Fourier solve: (I7)
+    window: np.ndarray    # taper of the padded grid: (I9)
+    before: tuple         # replicate padding above/left: (I6), (I9)
+    after: tuple          # and below/right: (I9)
+    beta: float           # beta_x, for (I10)
+    kernel_shape: tuple   # (m, m), for (I8)
 
 
 class ImageQuotient:
@@ -106,12 +106,12 @@ class ImageQuotient:
         height, width = dlatent.shape[-2:]
         top, left = cache.before
         dsolution = np.zeros(dlatent.shape[:1] + grid_shape, dlatent.dtype)
-        dsolution[:, top:top + height, left:left + width] = dlatent   # (I7)
+        dsolution[:, top:top + height, left:left + width] = dlatent   # (I6)
         da, db, dbeta = quotient_backward(dsolution, cache.quotient,
-                                          beta_grad=True)          # (I8)
-        dkernel = grid_to_kernel(da[:, 0], cache.kernel_shape)     # (I9)
+                                          beta_grad=True)          # (I7)
+        dkernel = grid_to_kernel(da[:, 0], cache.kernel_shape)     # (I8)
         dy = replicate_pad_adjoint(db[:, 0] * cache.window,
-                                   cache.before, cache.after)      # (I10)
-        dlog_beta = cache.beta * dbeta.sum()                       # (I11)
+                                   cache.before, cache.after)      # (I9)
+        dlog_beta = cache.beta * dbeta.sum()                       # (I10)
         return (dkernel, dy), {"log_beta": np.array(dlog_beta,
                                                     dtype=dlatent.dtype)}

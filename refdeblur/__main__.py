@@ -1,0 +1,7 @@
+"""``python -m refdeblur`` is the ``refdeblur`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

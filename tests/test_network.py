@@ -1,0 +1,198 @@
+"""Gradient checks of a stage, a 3-stage scale network and a 2-scale network."""
+
+import numpy as np
+import pytest
+
+from refdeblur import build_network, gradcheck
+from refdeblur.network import Architecture, Stage
+
+TOL = 1e-6
+
+# Tiny but complete networks: every layer, several feature pairs, odd and
+# non-square images. beta_k = 1e-2 instead of the paper's 1e-4: with 3x3
+# filters on 19x17 px the features have little energy, and a larger beta_k
+# keeps the quotient well conditioned so that float64 finite differences
+# resolve every parameter's derivative.
+SMALL = dict(n_filters=4, n_hidden=5, beta_k=1e-2, initial_beta_x=0.1)
+
+
+def _kink_signature(net, image, n_stages=None):
+    """Signs of every stage's cropped quotient: where the threshold bends."""
+    _, cache = net.forward_with_cache(image, n_stages=n_stages)
+    return np.concatenate([(stage.kernel_quotient.cropped > 0).ravel()
+                           for scale in cache.scales for stage in scale.stages])
+
+
+def _check_every_parameter(net, image, true_kernel, rng, n_stages=None):
+    """Relative error of d loss / d parameter along a random direction, per array.
+
+    The step is chosen per parameter by :func:`gradcheck.stable_directional_derivative`,
+    skipping steps whose stencil would cross the kernel threshold's kink.
+    """
+    _, grads = net.loss_and_grad(image, true_kernel, n_stages=n_stages)
+    errors = {}
+    for name in sorted(net.params):
+        value = net.params[name]
+        direction = rng.standard_normal(value.shape)
+
+        def evaluate(new_value, function, name=name):
+            saved = net.params[name]
+            net.params[name] = new_value
+            try:
+                return function()
+            finally:
+                net.params[name] = saved
+
+        def loss(new_value):
+            return evaluate(new_value, lambda: net.loss_and_grad(
+                image, true_kernel, n_stages=n_stages)[0])
+
+        reference = _kink_signature(net, image, n_stages)
+
+        def is_smooth(h, value=value, direction=direction):
+            return all(np.array_equal(evaluate(value + t * h * direction,
+                                               lambda: _kink_signature(net, image, n_stages)),
+                                      reference) for t in (-2.0, 2.0))
+
+        numeric, _ = gradcheck.stable_directional_derivative(
+            loss, value, direction, is_smooth=is_smooth)
+        errors[name] = gradcheck.relative_error(
+            gradcheck.inner(grads[name], direction), numeric)
+    return errors
+
+
+def _true_kernels(rng, n_batch, m):
+    kernel = rng.random((n_batch, m, m))
+    return kernel / kernel.sum(axis=(1, 2), keepdims=True)
+
+
+def test_stage_vjp_wrt_inputs_and_every_parameter(rng):
+    arch = Architecture(kernel_sizes=(5,), filter_sizes=(3,), **SMALL)
+    stage = Stage("s.", 2, 5, 3, 3, 2, arch)
+    params = stage.init_params(rng)
+    stage_input = rng.random((2, 2, 17, 14))
+    blurry = rng.random((2, 17, 14))
+    names = sorted(params)
+
+    def function(stage_input, blurry, *values):
+        kernel, latent, _ = stage.forward(stage_input, blurry, dict(zip(names, values)))
+        return np.concatenate([kernel.ravel(), latent.ravel()])
+
+    _, _, cache = stage.forward(stage_input, blurry, params)
+
+    def vjp(weight):
+        split = 2 * 5 * 5
+        dkernel = weight[:split].reshape(2, 5, 5)
+        dlatent = weight[split:].reshape(2, 17, 14)
+        dinput, dblurry, grads = stage.backward(dkernel, dlatent, cache)
+        return [dinput, dblurry] + [grads[n] for n in names]
+
+    errors = gradcheck.check_vjp(function, [stage_input, blurry] + [params[n] for n in names],
+                                 vjp, rng=rng)
+    report = dict(zip(["input", "blurry"] + names, errors))
+    assert max(errors) <= TOL, f"stage rel errs {report}"
+
+
+def test_scale_network_of_three_stages_gradients(rng):
+    net = build_network(5, rng=rng, filter_sizes=(3,), n_pairs=(1, 2, 3), **SMALL)
+    image = rng.random((2, 19, 16))
+    errors = _check_every_parameter(net, image, _true_kernels(rng, 2, 5), rng)
+    assert len(errors) == 3 * 5          # conv w, b, two recombinations, beta_x
+    assert max(errors.values()) <= TOL, f"worst {max(errors.values()):.2e}: {errors}"
+
+
+def test_two_scale_network_end_to_end_gradients(rng):
+    net = build_network(5, rng=rng, kernel_sizes=(3, 5), n_stages=2,
+                        filter_sizes=(3, 3), n_pairs=(1, 2), taper_widths=(1, 2), **SMALL)
+    image = rng.random((2, 19, 17))
+    errors = _check_every_parameter(net, image, _true_kernels(rng, 2, 5), rng)
+    assert {name.split(".")[0] for name in errors} == {"scale1", "scale2"}
+    assert max(errors.values()) <= TOL, f"worst {max(errors.values()):.2e}: {errors}"
+
+
+def test_two_scale_network_gradient_wrt_input_image(rng):
+    net = build_network(5, rng=rng, kernel_sizes=(3, 5), n_stages=2,
+                        filter_sizes=(3, 3), n_pairs=(1, 2), taper_widths=(1, 2), **SMALL)
+    image = rng.random((2, 19, 17))
+    _, cache = net.forward_with_cache(image)
+
+    def vjp(weight):
+        return [net.backward(weight, cache, input_grad=True)[1]]
+
+    errors = gradcheck.check_vjp(lambda y: net.forward(y).kernel, [image], vjp, rng=rng)
+    assert max(errors) <= TOL, f"input gradient rel err {errors}"
+
+
+def test_truncated_network_trains_only_the_stages_it_runs(rng):
+    net = build_network(5, rng=rng, filter_sizes=(3,), n_pairs=(1, 2, 2), **SMALL)
+    image = rng.random((2, 18, 18))
+    true_kernel = _true_kernels(rng, 2, 5)
+    loss, grads = net.loss_and_grad(image, true_kernel, n_stages=2)
+    output = net.forward(image, n_stages=2)
+    assert len(output.stage_kernels[0]) == 2
+    assert loss == pytest.approx(np.sum((output.kernel - true_kernel) ** 2) / 2)
+    assert all(np.all(grads[name] == 0) for name in grads if name.startswith("scale1.stage3."))
+    assert any(np.any(grads[name] != 0) for name in grads if name.startswith("scale1.stage1."))
+    # the latent image of the last stage run does not reach the loss
+    assert np.all(grads["scale1.stage2.image_quotient.log_beta"] == 0)
+
+
+def test_forward_output_properties(rng):
+    net = build_network(7, rng=rng, kernel_sizes=(5, 7), filter_sizes=(3, 5),
+                        n_filters=4, n_hidden=4)
+    image = rng.random((2, 31, 26))
+    out = net.forward(image)
+    assert out.kernel.shape == (2, 7, 7)
+    assert np.all(out.kernel >= 0)
+    np.testing.assert_allclose(out.kernel.sum(axis=(1, 2)), 1.0, rtol=1e-6)
+    assert [len(s) for s in out.stage_kernels] == [3, 3]
+    assert out.stage_kernels[0][0].shape == (2, 5, 5)
+    assert out.latent.shape == (2, 31, 26)
+    np.testing.assert_array_equal(out.kernel, out.stage_kernels[-1][-1])
+    single = net.forward(image[1])
+    assert single.kernel.shape == (7, 7) and single.latent.shape == (31, 26)
+    np.testing.assert_allclose(single.kernel, out.kernel[1], rtol=1e-12, atol=1e-14)
+
+
+def test_float32_inference_matches_float64(rng):
+    net = build_network(5, rng=rng, filter_sizes=(3,), n_filters=4, n_hidden=4)
+    image = rng.random((40, 36))
+    k64 = net.forward(image).kernel
+    out32 = net.astype(np.float32).forward(image.astype(np.float32))
+    assert out32.kernel.dtype == np.float32
+    assert np.abs(out32.kernel - k64).max() <= 1e-4
+
+
+@pytest.mark.parametrize("kernel_size, scales", [(17, (17,)), (25, (17, 25)),
+                                                 (33, (17, 25, 33)), (13, (13,))])
+def test_build_network_paper_defaults(kernel_size, scales):
+    net = build_network(kernel_size, rng=np.random.default_rng(0))
+    arch = net.architecture
+    assert arch.kernel_sizes == scales
+    assert (arch.n_filters, arch.n_hidden, arch.n_pairs, arch.n_stages) == (32, 32, (2, 2, 4), 3)
+    assert arch.beta_k == 1e-4 and arch.filter_sizes == scales
+    weight = net.params["scale1.stage3.recombine2.weight"]
+    assert weight.shape == (8, 32)
+    assert net.params["scale1.stage1.conv.weight"].shape == (32, 1, scales[0], scales[0])
+    assert net.params["scale1.stage2.conv.weight"].shape == (32, 2, scales[0], scales[0])
+
+
+def test_network_rejects_bad_input(rng):
+    net = build_network(5, rng=rng, filter_sizes=(3,), n_filters=2, n_hidden=2)
+    with pytest.raises(ValueError, match="too small"):
+        net.forward(rng.random((8, 30)))
+    with pytest.raises(ValueError, match=r"\(H, W\) or \(N, H, W\)"):
+        net.forward(rng.random((1, 1, 30, 30)))
+    with pytest.raises(ValueError, match="n_stages"):
+        net.forward(rng.random((30, 30)), n_stages=4)
+    with pytest.raises(ValueError, match="true kernel"):
+        net.loss_and_grad(rng.random((30, 30)), np.ones((3, 3)))
+
+
+def test_architecture_dict_round_trip():
+    arch = Architecture(kernel_sizes=(17, 25), filter_sizes=(9, 9))
+    assert Architecture.from_dict(arch.to_dict()) == arch
+    with pytest.raises(ValueError, match="unknown architecture"):
+        Architecture.from_dict({**arch.to_dict(), "colour": "red"})
+    with pytest.raises(ValueError, match="one entry per stage"):
+        Architecture(n_pairs=(2, 2))

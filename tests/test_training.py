@@ -1,0 +1,165 @@
+"""Trainer: ADADELTA, schedule, outlier rule, exact resume (also after SIGKILL)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import skimage.data
+import skimage.io
+
+from refdeblur import load_model
+from refdeblur.model_io import read_model_file
+from refdeblur.training import (Adadelta, OutlierFilter, Phase, phase_at,
+                                stagewise_schedule)
+
+
+def test_adadelta_matches_hand_computed_steps():
+    params = {"w": np.array([1.0, -2.0])}
+    optimizer = Adadelta(learning_rate=0.01, decay=0.95, eps=1e-6)
+    grad = np.array([0.5, -4.0])
+    msg = np.zeros(2)
+    mss = np.zeros(2)
+    expected = params["w"].copy()
+    for _ in range(3):
+        msg = 0.95 * msg + 0.05 * grad ** 2
+        step = -np.sqrt(mss + 1e-6) / np.sqrt(msg + 1e-6) * grad
+        mss = 0.95 * mss + 0.05 * step ** 2
+        expected = expected + 0.01 * step
+        optimizer.update(params, {"w": grad}, ["w"])
+    np.testing.assert_allclose(params["w"], expected, rtol=1e-15)
+
+
+def test_adadelta_state_round_trip():
+    optimizer = Adadelta()
+    params = {"a": np.ones(3)}
+    optimizer.update(params, {"a": np.arange(3.0)}, ["a"])
+    restored = Adadelta()
+    restored.load_state_arrays(optimizer.state_arrays())
+    np.testing.assert_array_equal(restored.mean_square_grad["a"], optimizer.mean_square_grad["a"])
+    np.testing.assert_array_equal(restored.mean_square_step["a"], optimizer.mean_square_step["a"])
+
+
+def test_stagewise_schedule_follows_the_paper():
+    phases = stagewise_schedule(1000, 50, 3, "scale1.")
+    assert phases == [
+        Phase(0, 1, ("scale1.stage1.",)),
+        Phase(1000, 2, ("scale1.stage2.",)),                 # new stage alone
+        Phase(1050, 2, ("scale1.stage1.", "scale1.stage2.")),  # then end to end
+        Phase(2000, 3, ("scale1.stage3.",)),
+        Phase(2050, 3, ("scale1.stage1.", "scale1.stage2.", "scale1.stage3.")),
+    ]
+    assert phase_at(phases, 999).n_stages == 1
+    assert phase_at(phases, 1049).trainable == ("scale1.stage2.",)
+    assert phase_at(phases, 10 ** 6).n_stages == 3
+
+
+def test_outlier_filter_skips_large_errors_after_warmup():
+    rule = OutlierFilter(factor=10.0, decay=0.5, warmup=2)
+    assert list(rule.mask([1.0, 1.0])) == [1, 1]           # warm-up
+    assert list(rule.mask([5.0, 100.0, 1.0])) == [1, 0, 1]
+    assert rule.seen == 5
+
+
+def _write_images(folder):
+    folder.mkdir()
+    for name in ("camera", "moon", "coins", "text", "brick", "grass"):
+        image = getattr(skimage.data, name)()
+        skimage.io.imsave(folder / f"{name}.png", image, check_contrast=False)
+
+
+TINY = ["--kernel-size", "7", "--crop-size", "32", "--batch-size", "2",
+        "--filter-size", "5", "--n-filters", "4", "--stage-steps", "4",
+        "--frozen-steps", "2", "--validate-every", "3", "--validation-images", "2",
+        "--seed", "3"]
+
+
+def _train(images, out, steps, *extra, **kwargs):
+    command = [sys.executable, "-m", "refdeblur", "train", "--images", str(images),
+               "--out", str(out), "--steps", str(steps)] + TINY + list(extra)
+    return subprocess.run(command, capture_output=True, text=True, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("train") / "images"
+    _write_images(folder)
+    return folder
+
+
+def _weights(path):
+    return load_model(path).params
+
+
+def test_resume_is_bit_identical(image_folder, tmp_path):
+    straight = _train(image_folder, tmp_path / "straight", 12)
+    assert straight.returncode == 0, straight.stderr
+    first = _train(image_folder, tmp_path / "split", 6)
+    assert first.returncode == 0, first.stderr
+    second = _train(image_folder, tmp_path / "split", 12, "--resume")
+    assert second.returncode == 0, second.stderr
+    a, b = _weights(tmp_path / "straight" / "checkpoint.npz"), _weights(tmp_path / "split" / "checkpoint.npz")
+    assert set(a) == set(b)
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    _, header, _ = read_model_file(tmp_path / "split" / "checkpoint.npz")
+    assert header["metadata"]["training_state"]["step"] == 12
+    log = [json.loads(line) for line in (tmp_path / "split" / "log.jsonl").read_text().splitlines()]
+    assert any("validation" in record for record in log)
+    assert {record["n_stages"] for record in log} == {1, 2, 3}
+
+
+def test_resume_after_sigkill_loses_nothing(image_folder, tmp_path):
+    reference = _train(image_folder, tmp_path / "reference", 14)
+    assert reference.returncode == 0, reference.stderr
+    run = tmp_path / "killed"
+    command = [sys.executable, "-m", "refdeblur", "train", "--images", str(image_folder),
+               "--out", str(run), "--steps", "14", "--checkpoint-minutes", "0"] + TINY
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = run / "log.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if log.exists() and len(log.read_text().splitlines()) >= 1 and process.poll() is None:
+            break
+        time.sleep(0.05)
+    # killed between two checkpoints, or earlier, or even while writing one
+    time.sleep(0.3)
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    resumed = _train(image_folder, run, 14, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = _weights(tmp_path / "reference" / "checkpoint.npz"), _weights(run / "checkpoint.npz")
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
+    steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)), "a step was logged twice"
+
+
+def test_train_refuses_to_overwrite_a_run(image_folder, tmp_path):
+    assert _train(image_folder, tmp_path / "run", 2).returncode == 0
+    again = _train(image_folder, tmp_path / "run", 2)
+    assert again.returncode == 2
+    assert "already holds a run" in again.stderr
+    assert "Traceback" not in again.stderr
+
+
+def test_train_reports_missing_folder(tmp_path):
+    result = _train(tmp_path / "absent", tmp_path / "run", 2)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "image folder not found" in result.stderr
+
+
+def test_plot_training(image_folder, tmp_path):
+    assert _train(image_folder, tmp_path / "run", 6).returncode == 0
+    result = subprocess.run([sys.executable, "-m", "refdeblur", "plot-training",
+                             str(tmp_path / "run")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    png = tmp_path / "run" / "training.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
