@@ -12,6 +12,7 @@ from pathlib import Path
 
 
 from . import __version__
+from .cli_deblur import add_deblur_parser
 
 
 class UserError(Exception):
@@ -64,6 +65,8 @@ def _add_train_parser(subparsers):
                         help="side of the convolution filters (default: the "
                              "kernel size of each scale)")
     parser.add_argument("--n-filters", type=int, default=None)
+    parser.add_argument("--learning-rate", type=float, default=0.01,
+                        help="multiplier on the ADADELTA step (paper: 0.01)")
     parser.add_argument("--stage-steps", type=int, default=3000,
                         help="steps between adding two stages")
     parser.add_argument("--frozen-steps", type=int, default=100,
@@ -125,6 +128,8 @@ def _run_train(args):
             frozen_steps=args.frozen_steps,
             base_model=str(args.base_model) if args.base_model else None,
             validate_every=args.validate_every,
+            optimizer={"learning_rate": args.learning_rate, "decay": 0.95,
+                       "eps": 1e-6},
             n_validation=64)
         config["images"] = str(args.images)
         config["validation_images"] = args.validation_images
@@ -214,6 +219,7 @@ def build_parser():
     parser.add_argument("--version", action="version",
                         version=f"refdeblur {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
+    add_deblur_parser(subparsers, UserError)
     _add_train_parser(subparsers)
     _add_plot_parser(subparsers)
     return parser

@@ -5,13 +5,15 @@ plugin chosen from the file extension, so that an unreadable file raises a
 plain ``OSError`` instead of imageio trying every legacy plugin in turn.
 """
 
+import os
+import tempfile
 from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
 
 __all__ = ["IMAGE_EXTENSIONS", "RGB_TO_GRAY_WEIGHTS", "read_image", "rgb_to_gray",
-           "find_images"]
+           "find_images", "read_image_raw", "write_image"]
 
 #: File extensions :func:`find_images` collects (compared in lower case).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif",
@@ -64,13 +66,7 @@ def read_image(path, *, as_gray=False):
     >>> img.shape, img.dtype, float(img.max()) <= 1.0
     ((512, 512), dtype('float64'), True)
     """
-    path = Path(path)
-    if path.suffix.lower() in _TIFF_EXTENSIONS:
-        # tifffile's ``index`` selects a series (all pages); ``page`` one page.
-        raw = iio.imread(path, plugin="tifffile", page=0)
-    else:
-        raw = iio.imread(path, plugin="pillow", index=0)
-    image = _to_unit_float(raw)
+    image = _to_unit_float(read_image_raw(path))
     if as_gray and image.ndim == 3:
         image = rgb_to_gray(image)
     return image
@@ -161,3 +157,61 @@ def find_images(folder, *, extensions=IMAGE_EXTENSIONS):
     paths = [p for p in folder.rglob("*")
              if p.suffix.lower() in wanted and p.is_file()]
     return sorted(paths, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def write_image(path, image):
+    """Write an image file atomically: a temporary file, then a rename.
+
+    A failure (unwritable folder, full disk, unsupported format) leaves no
+    partial file behind and never touches an existing file at ``path``
+    (which is replaced only once the new file is complete).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination; the extension picks the format (PNG, JPEG, TIFF, ...).
+    image : ndarray
+        uint8 or uint16, ``(H, W)`` or ``(H, W, C)``. JPEG is written at
+        quality 95 (8 bits only).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    folder = path.parent
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix,
+                                         dir=folder)
+    os.close(handle)
+    try:
+        _give_default_permissions(temporary)
+        if suffix in _TIFF_EXTENSIONS:
+            iio.imwrite(temporary, image, plugin="tifffile")
+        else:
+            kwargs = {"quality": 95} if suffix in (".jpg", ".jpeg") else {}
+            if suffix in (".jpg", ".jpeg") and image.dtype != np.uint8:
+                image = np.round(image / 257.0).astype(np.uint8)
+            iio.imwrite(temporary, image, plugin="pillow", extension=suffix,
+                        **kwargs)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def read_image_raw(path):
+    """Read an image file keeping its stored data type (uint8, uint16, float).
+
+    Multi-frame files give their first frame. Raises ``FileNotFoundError``
+    or ``OSError`` as :func:`read_image` does.
+    """
+    path = Path(path)
+    if path.suffix.lower() in _TIFF_EXTENSIONS:
+        # tifffile's ``index`` selects a series (all pages); ``page`` one page.
+        return iio.imread(path, plugin="tifffile", page=0)
+    return iio.imread(path, plugin="pillow", index=0)
+
+
+def _give_default_permissions(path):
+    """``mkstemp`` creates files readable by their owner only; give the file
+    the permissions a plainly created one would have (0666 minus umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .image_io import _give_default_permissions
 from .network import Architecture, Network
 
 FORMAT = "refdeblur-model"
@@ -67,6 +68,7 @@ def save_model(net, path, *, metadata=None, extra_arrays=None):
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.",
                                          suffix=".tmp", dir=path.parent)
     try:
+        _give_default_permissions(temporary)
         with os.fdopen(handle, "wb") as stream:
             np.savez(stream, **arrays)
             stream.flush()
@@ -150,20 +152,35 @@ def read_model_file(path):
 
 
 def load_model(path):
-    """Load a network saved by :func:`save_model`.
+    """Load a network saved by :func:`save_model`, or a shipped one by name.
 
     Parameters
     ----------
-    path : str or path-like
+    path : str, path-like or int
+        A model file, or the kernel size of a shipped network: ``17``,
+        ``25``, ``33`` (or ``"k17"``, ...) when no file of that name exists.
 
     Returns
     -------
     Network
+        float64 parameters as stored (shipped models are float32; cast with
+        :meth:`Network.astype`).
 
     Raises
     ------
     FileNotFoundError, ValueError
         See :func:`read_model_file`.
+
+    Examples
+    --------
+    >>> from refdeblur import load_model
+    >>> load_model(17).kernel_size
+    17
     """
+    if not isinstance(path, os.PathLike) and not Path(str(path)).exists():
+        name = str(path).lower().removeprefix("k")
+        if name in ("17", "25", "33"):
+            from .models import shipped_model_path
+            path = shipped_model_path(int(name))
     net, _, _ = read_model_file(path)
     return net

@@ -221,6 +221,27 @@ class Stage:
                            rec2_cache, kq_cache, iq_cache)
         return kernel, latent, cache
 
+    def predict(self, stage_input, blurry, params):
+        """:meth:`forward` for inference: the same numbers, no cache.
+
+        Each intermediate stack of images is overwritten or released as soon
+        as the next one exists (tanh runs in place), so a stage needs about
+        two stacks of ``n_filters`` images instead of the five that
+        :meth:`forward` keeps for the backward pass.
+        """
+        z, _ = self.conv.forward(stage_input, self._params_of(params, "conv"))
+        np.tanh(z, out=z)
+        z, _ = self.recombine1.forward(z, self._params_of(params, "recombine1"))
+        np.tanh(z, out=z)
+        features, _ = self.recombine2.forward(
+            z, self._params_of(params, "recombine2"))
+        del z
+        kernel, _ = self.kernel_quotient.forward(features[:, :self.n_pairs],
+                                                 features[:, self.n_pairs:])
+        latent, _ = self.image_quotient.forward(
+            kernel, blurry, self._params_of(params, "image_quotient"))
+        return kernel, latent
+
     def backward(self, dkernel, dlatent, cache, *, input_grad=True):
         """Back-propagate through the stage (N6)-(N9).
 
@@ -399,11 +420,14 @@ class Network:
         -------
         NetworkOutput
         """
-        output, _ = self.forward_with_cache(image, n_stages=n_stages)
+        output, _ = self._run(image, n_stages, keep_cache=False)
         return output
 
     def forward_with_cache(self, image, *, n_stages=None):
         """:meth:`forward`, also returning what :meth:`backward` needs."""
+        return self._run(image, n_stages, keep_cache=True)
+
+    def _run(self, image, n_stages, *, keep_cache):
         image = np.asarray(image)
         single = image.ndim == 2
         batch = image[None] if single else image
@@ -440,10 +464,14 @@ class Network:
                     stage_input = blurry[:, None]
                 else:
                     stage_input = np.stack([blurry, latent], axis=1)  # (N12)
-                kernel, latent, cache = stage.forward(stage_input, blurry,
-                                                      self.params)
+                if keep_cache:
+                    kernel, latent, cache = stage.forward(stage_input, blurry,
+                                                          self.params)
+                    stage_caches.append(cache)
+                else:
+                    kernel, latent = stage.predict(stage_input, blurry,
+                                                   self.params)
                 kernels.append(kernel[0] if single else kernel)
-                stage_caches.append(cache)
             stage_kernels.append(kernels)
             scale_caches.append(_ScaleCache(down_cache, up_cache,
                                             stage_caches, shapes[j]))

@@ -378,3 +378,26 @@ def default_config(kernel_size, **overrides):
             raise ValueError(f"unknown training option {key!r}")
         config[key] = value
     return config
+
+
+def export_model(checkpoint_path, out_path, *, dtype=np.float32, metadata=None):
+    """Write the network of a training checkpoint as a compact model file.
+
+    Drops the optimiser state and casts the parameters to ``dtype``
+    (float32 halves the file; inference runs in float32 anyway). The
+    checkpoint's training state (configuration, step, elapsed time) is kept
+    in the metadata under ``"training"``, next to the caller's ``metadata``.
+
+    Returns
+    -------
+    Network
+        The exported network.
+    """
+    net, header, _ = read_model_file(checkpoint_path)
+    state = header["metadata"].get("training_state", {})
+    record = {"training": {key: state[key] for key in ("step", "elapsed_seconds", "config")
+                           if key in state}}
+    record.update(metadata or {})
+    exported = net.astype(dtype)
+    save_model(exported, out_path, metadata=record)
+    return exported

@@ -154,6 +154,20 @@ def test_forward_output_properties(rng):
     np.testing.assert_allclose(single.kernel, out.kernel[1], rtol=1e-12, atol=1e-14)
 
 
+def test_inference_path_equals_the_training_path(rng):
+    # forward() runs Stage.predict (no caches, in-place tanh); the numbers
+    # must be exactly those of forward_with_cache, which training uses.
+    net = build_network(7, rng=rng, kernel_sizes=(5, 7), filter_sizes=(3, 5),
+                        n_filters=4, n_hidden=4)
+    image = rng.random((2, 33, 29))
+    lean = net.forward(image)
+    full, _ = net.forward_with_cache(image)
+    for lean_scale, full_scale in zip(lean.stage_kernels, full.stage_kernels):
+        for a, b in zip(lean_scale, full_scale):
+            np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(lean.latent, full.latent)
+
+
 def test_float32_inference_matches_float64(rng):
     net = build_network(5, rng=rng, filter_sizes=(3,), n_filters=4, n_hidden=4)
     image = rng.random((40, 36))
