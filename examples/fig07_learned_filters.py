@@ -82,8 +82,7 @@ def make_figure(net, scale=1, cols=8):
     """One row per stage; stages with two input channels get two grids."""
     stages = net.scales[scale - 1]
     n_cols_fig = max(stage.in_channels for stage in stages)
-    cmap = plt.get_cmap("gray").copy()
-    cmap.set_bad("white")
+    cmap = plt.get_cmap("gray").with_extremes(bad="white")
     weights = [np.asarray(net.params[f"{stage.prefix}conv.weight"], np.float64)
                for stage in stages]
     n_filters, _, f, _ = weights[0].shape
@@ -113,10 +112,10 @@ def make_figure(net, scale=1, cols=8):
             if stage.in_channels > 1:
                 title += f", {channel_names[c]}"
             ax.set_title(title, fontsize=9)
-    fig.suptitle(f"Learned {f}x{f} convolution filters of scale {scale} "
-                 f"({n_filters} per stage; each scaled to its max |w|, "
-                 f"grey = 0)", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    fig.suptitle(f"Learned {f}x{f} convolution filters, scale {scale} "
+                 f"({n_filters} per stage)\neach scaled to its own max |w|: "
+                 f"grey = 0, white > 0, black < 0", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     return fig
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 
 from . import __version__
+from .bench_levin import add_bench_parser
 from .cli_deblur import add_deblur_parser
 
 
@@ -222,6 +223,7 @@ def build_parser():
     add_deblur_parser(subparsers, UserError)
     _add_train_parser(subparsers)
     _add_plot_parser(subparsers)
+    add_bench_parser(subparsers, UserError)
     return parser
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 
+from ._png16 import is_16bit_colour_png, read_png16, write_png16
+
 __all__ = ["IMAGE_EXTENSIONS", "RGB_TO_GRAY_WEIGHTS", "read_image", "rgb_to_gray",
            "find_images", "read_image_raw", "write_image"]
 
@@ -184,6 +186,8 @@ def write_image(path, image):
         _give_default_permissions(temporary)
         if suffix in _TIFF_EXTENSIONS:
             iio.imwrite(temporary, image, plugin="tifffile")
+        elif suffix == ".png" and image.dtype == np.uint16 and image.ndim == 3:
+            write_png16(temporary, image)
         else:
             kwargs = {"quality": 95} if suffix in (".jpg", ".jpeg") else {}
             if suffix in (".jpg", ".jpeg") and image.dtype != np.uint8:
@@ -206,6 +210,8 @@ def read_image_raw(path):
     if path.suffix.lower() in _TIFF_EXTENSIONS:
         # tifffile's ``index`` selects a series (all pages); ``page`` one page.
         return iio.imread(path, plugin="tifffile", page=0)
+    if path.is_file() and is_16bit_colour_png(path):
+        return read_png16(path)
     return iio.imread(path, plugin="pillow", index=0)
 
 

@@ -1,0 +1,204 @@
+"""``refdeblur bench levin``: outputs, bounds, summaries and bad input.
+
+The scoring runs on two of the 32 cases to stay fast; the full benchmark is
+run by hand (``refdeblur bench levin --data DIR``).
+"""
+
+import argparse
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from refdeblur.bench_levin import (CSV_COLUMNS, METHODS, OUTPUT_FILES, BenchError,
+                                   add_bench_parser, choose_kernel_size, main_levin,
+                                   run_levin)
+
+TWO_CASES = ("im01_ker01", "im02_ker05")     # true kernels of 19 and 13 px
+
+# One two-case run is shared by the tests that only read its outputs (each
+# run costs a few seconds); keyed by nothing, filled on first use.
+_SHARED_RUN = {}
+
+
+@pytest.fixture
+def levin_data(shared_data):
+    folder = shared_data / "levin2009"
+    if not (folder / "index.csv").is_file():
+        pytest.skip(f"Levin et al. 2009 data not found at {folder}")
+    return folder
+
+
+@pytest.fixture
+def two_case_run(levin_data, tmp_path_factory, capsys):
+    if not _SHARED_RUN:
+        out = tmp_path_factory.mktemp("levin") / "results"
+        status = main_levin(["--data", str(levin_data), "--out", str(out),
+                             "--cases", ",".join(TWO_CASES)])
+        captured = capsys.readouterr()
+        _SHARED_RUN.update(status=status, out=out, stdout=captured.out,
+                           stderr=captured.err)
+    return _SHARED_RUN
+
+
+def _read_cases(path):
+    with open(path, newline="", encoding="utf-8") as stream:
+        return list(csv.DictReader(stream))
+
+
+def test_run_writes_every_output_and_prints_the_summary(two_case_run):
+    assert two_case_run["status"] == 0, two_case_run["stderr"]
+    for name in OUTPUT_FILES:
+        assert (two_case_run["out"] / name).is_file(), name
+    assert (two_case_run["out"] / "error_ratio_cdf.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| true kernel |" in two_case_run["stdout"]
+    assert not list(two_case_run["out"].glob(".*")), "temporary files left behind"
+
+
+def test_csv_has_one_row_per_case_and_method(two_case_run):
+    rows = _read_cases(two_case_run["out"] / "cases.csv")
+    assert tuple(rows[0]) == CSV_COLUMNS
+    assert [(r["case"], r["method"]) for r in rows] == [
+        (case, method) for case in TWO_CASES for method in METHODS]
+    for row in rows:
+        assert np.isfinite([float(row[k]) for k in ("psnr_db", "ssim", "ssd",
+                                                    "error_ratio", "kernel_error")]).all()
+
+
+def test_true_kernel_is_the_upper_bound(two_case_run):
+    rows = _read_cases(two_case_run["out"] / "cases.csv")
+    by_key = {(r["case"], r["method"]): r for r in rows}
+    for case in TWO_CASES:
+        true_row = by_key[case, "true_kernel"]
+        assert float(true_row["error_ratio"]) == 1.0
+        assert float(true_row["kernel_error"]) == 0.0
+        assert float(true_row["psnr_db"]) > float(by_key[case, "no_deblurring"]["psnr_db"])
+        for method in METHODS:
+            row = by_key[case, method]
+            # ER is the ratio of the two SSDs written beside it
+            assert float(row["error_ratio"]) == pytest.approx(
+                float(row["ssd"]) / float(true_row["ssd"]), rel=1e-12)
+
+
+def test_auto_rule_picks_the_shipped_window(two_case_run):
+    from refdeblur.bench_levin import _available_shipped_sizes
+
+    available = _available_shipped_sizes()
+    rows = [r for r in _read_cases(two_case_run["out"] / "cases.csv")
+            if r["method"] == "refdeblur"]
+    for row in rows:
+        expected = choose_kernel_size(int(row["true_kernel_size"]), available)
+        assert int(row["model_kernel_size"]) == expected
+        assert row["model"] == f"k{expected}.npz"
+
+
+def test_summary_numbers_are_means_of_the_cases(two_case_run):
+    rows = _read_cases(two_case_run["out"] / "cases.csv")
+    summary = json.loads((two_case_run["out"] / "summary.json").read_text())
+    assert set(summary["methods"]) == set(METHODS)
+    for method, stats in summary["methods"].items():
+        mine = [r for r in rows if r["method"] == method]
+        ratios = np.array([float(r["error_ratio"]) for r in mine])
+        assert stats["n_cases"] == len(TWO_CASES)
+        assert stats["mean_psnr_db"] == pytest.approx(np.mean([float(r["psnr_db"]) for r in mine]))
+        assert stats["mean_ssim"] == pytest.approx(np.mean([float(r["ssim"]) for r in mine]))
+        assert stats["mean_error_ratio"] == pytest.approx(ratios.mean())
+        assert stats["share_er_le_2"] == pytest.approx(np.mean(ratios <= 2))
+        assert stats["share_er_le_3"] == pytest.approx(np.mean(ratios <= 3))
+    assert sorted(summary["by_kernel_size"]) == ["13", "19"]
+    assert summary["methods"]["true_kernel"]["share_er_le_2"] == 1.0
+    assert summary["commit"] and summary["models"][0]["sha256"]
+    markdown = (two_case_run["out"] / "summary.md").read_text()
+    assert "published, not measured here" in markdown
+    assert "By true kernel size" in markdown
+
+
+def test_existing_results_are_not_overwritten(two_case_run, levin_data, capsys):
+    before = (two_case_run["out"] / "cases.csv").read_bytes()
+    status = main_levin(["--data", str(levin_data), "--out", str(two_case_run["out"]),
+                         "--cases", TWO_CASES[0]])
+    error = capsys.readouterr().err
+    assert status == 2
+    assert "--overwrite" in error and len(error.strip().splitlines()) == 1
+    assert (two_case_run["out"] / "cases.csv").read_bytes() == before
+
+
+def _assert_one_line_error(argv, tmp_path, capsys):
+    assert main_levin(argv) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("refdeblur: error: ")
+    assert len(error.strip().splitlines()) == 1
+    assert "Traceback" not in error
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("folder", ["nowhere", "."])
+def test_bad_data_folder_gives_one_line_and_status_2(folder, tmp_path, capsys):
+    # "." is a folder that exists but holds no index.csv
+    _assert_one_line_error(["--data", str(tmp_path / folder), "--out",
+                            str(tmp_path / "out")], tmp_path, capsys)
+
+
+def test_unknown_case_gives_one_line_and_status_2(levin_data, tmp_path, capsys):
+    _assert_one_line_error(["--data", str(levin_data), "--out", str(tmp_path / "out"),
+                            "--cases", "im09_ker01"], tmp_path, capsys)
+
+
+def test_missing_data_raises_bench_error(tmp_path):
+    with pytest.raises(BenchError, match="not found"):
+        run_levin(tmp_path / "nowhere", tmp_path / "out")
+
+
+def test_choose_kernel_size():
+    assert choose_kernel_size(13, [17, 25, 33]) == 17
+    assert choose_kernel_size(17, [17, 25, 33]) == 17
+    assert choose_kernel_size(19, [17, 25, 33]) == 25
+    assert choose_kernel_size(27, [17, 25, 33]) == 33
+    assert choose_kernel_size(27, [17]) == 17          # falls back to the largest
+    assert choose_kernel_size(13, [25]) == 25
+    with pytest.raises(BenchError):
+        choose_kernel_size(13, [])
+
+
+def test_bench_parser_registers_levin():
+    class CliError(Exception):
+        pass
+
+    parser = argparse.ArgumentParser(prog="refdeblur")
+    add_bench_parser(parser.add_subparsers(dest="command", required=True), CliError)
+    args = parser.parse_args(["bench", "levin", "--data", "somewhere",
+                              "--kernel-size", "25", "--cases", "im01_ker01"])
+    assert args.kernel_size == 25 and callable(args.handler)
+    assert parser.parse_args(["bench", "levin", "--data", "d"]).kernel_size == "auto"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["bench", "levin", "--data", "d", "--kernel-size", "21"])
+    # a BenchError reaches the CLI as its own one-line error type
+    with pytest.raises(CliError, match="not found"):
+        args.handler(args)
+
+
+def test_unavailable_fixed_kernel_size_is_a_clear_error(levin_data, tmp_path):
+    from refdeblur.bench_levin import _available_shipped_sizes
+
+    missing = [size for size in (17, 25, 33) if size not in _available_shipped_sizes()]
+    if not missing:
+        pytest.skip("every shipped model is installed")
+    with pytest.raises(BenchError, match=f"--kernel-size {missing[0]}"):
+        run_levin(levin_data, tmp_path / "out", kernel_size=missing[0],
+                  cases=[TWO_CASES[0]])
+
+
+def test_model_file_is_used_for_every_case(levin_data, tmp_path):
+    from refdeblur.models import model_sha256, shipped_model_path
+
+    model = shipped_model_path(17)
+    result = run_levin(levin_data, tmp_path / "out", model_path=model,
+                       cases=[TWO_CASES[1]], progress=False, command_line="test")
+    estimate = [r for r in result["rows"] if r["method"] == "refdeblur"]
+    assert [r["model"] for r in estimate] == [model.name]
+    assert result["info"]["models"] == [{"file": model.name, "path": str(model),
+                                         "kernel_size": 17,
+                                         "sha256": model_sha256(model)}]
+    assert result["info"]["kernel_size_rule"].startswith("fixed: the model file")
+    assert result["kernels"][TWO_CASES[1]].shape == (17, 17)
