@@ -36,7 +36,8 @@ on one photo for sizes 64 and 96.
 
 Usage::
 
-    python fig19_error_vs_image_size.py [--model FILE] [--seed 0] [--kernels 3] [--out DIR] [--quick]
+    python fig19_error_vs_image_size.py [--model FILE] [--seed 0] [--kernels 3]
+        [--out DIR] [--quick]
 
 writes ``fig19_error_vs_image_size.png`` into the current directory, or into
 ``--out`` (a folder, or a file name ending in ``.png``).

@@ -66,6 +66,9 @@ def _add_train_parser(subparsers):
                         help="side of the convolution filters (default: the "
                              "kernel size of each scale)")
     parser.add_argument("--n-filters", type=int, default=None)
+    parser.add_argument("--dtype", choices=("float32", "float64"),
+                        default="float32",
+                        help="precision of the training (default float32)")
     parser.add_argument("--learning-rate", type=float, default=0.01,
                         help="multiplier on the ADADELTA step (paper: 0.01)")
     parser.add_argument("--stage-steps", type=int, default=3000,
@@ -131,6 +134,7 @@ def _run_train(args):
             validate_every=args.validate_every,
             optimizer={"learning_rate": args.learning_rate, "decay": 0.95,
                        "eps": 1e-6},
+            dtype=args.dtype,
             n_validation=64)
         config["images"] = str(args.images)
         config["validation_images"] = args.validation_images

@@ -1,0 +1,133 @@
+"""Kernel-estimation time against the paper's Table 1, and a 12-megapixel run.
+
+Run ``python benchmarks/bench_inference.py`` (``--quick`` skips 2048 px and
+the 12 MP photo). Prints, for the 17, 25 and 33 px networks and square grey
+images of 255, 800, 1024 and 2048 px, the best-of-N time of the network's
+forward pass on the *whole* image (no window, float32), the paper's time
+(Table 1: MATLAB on an Intel i5) and their ratio; the target is a tenth of
+the paper's time. Then deblurs a 4000 x 3000 colour photo through the
+command line in a child process and reports its wall time and peak memory.
+
+Where a shipped model is missing, a network of the same architecture as
+the shipped 17 px one is built with random weights: the time depends on the
+architecture only.
+"""
+
+import argparse
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from refdeblur import build_network
+from refdeblur.models import SHIPPED_KERNEL_SIZES, load_shipped_model, shipped_model_path
+
+#: Table 1 of the paper: seconds per image side, MATLAB on an Intel i5.
+PAPER_TABLE_1 = {
+    17: {255: 1.1, 800: 5.2, 1024: 9.5, 2048: 53.1},
+    25: {255: 1.2, 800: 14.3, 1024: 18.5, 2048: 89.1},
+    33: {255: 1.6, 800: 10.7, 1024: 22.6, 2048: 91.9},
+}
+
+
+def network_for(kernel_size):
+    """The shipped network, or a random one of the same architecture."""
+    try:
+        return load_shipped_model(kernel_size), "shipped"
+    except ValueError:
+        reference = load_shipped_model(17).architecture
+        filter_size = reference.filter_sizes[0]
+        scales = {17: (17,), 25: (17, 25), 33: (17, 25, 33)}[kernel_size]
+        net = build_network(kernel_size, rng=np.random.default_rng(0),
+                            kernel_sizes=scales,
+                            filter_sizes=(filter_size,) * len(scales))
+        return net.astype(np.float32), "random weights, same architecture"
+
+
+def _is_shipped(kernel_size):
+    try:
+        shipped_model_path(kernel_size)
+    except ValueError:
+        return False
+    return True
+
+
+def best_time(function, repeats):
+    function()                                    # warm-up: Numba, FFT plans
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def estimation_table(sides, repeats):
+    rng = np.random.default_rng(0)
+    rows = []
+    for kernel_size in SHIPPED_KERNEL_SIZES:
+        net, origin = network_for(kernel_size)
+        for side in sides:
+            image = rng.random((side, side)).astype(np.float32)
+            seconds = best_time(lambda: net.forward(image),
+                                repeats if side < 2048 else 1)
+            paper = PAPER_TABLE_1[kernel_size][side]
+            rows.append((kernel_size, side, seconds, paper, origin))
+            print(f"  {kernel_size} px, {side}²: {seconds:.2f} s", flush=True)
+    return rows
+
+
+def twelve_megapixel_run(kernel_size):
+    """Deblur a 4000 x 3000 colour photo in a child process: (seconds, peak MiB)."""
+    from skimage import data, transform
+
+    from refdeblur.image_io import write_image
+    with tempfile.TemporaryDirectory() as folder:
+        photo = Path(folder) / "photo.png"
+        big = transform.resize(data.astronaut(), (3000, 4000), order=3)
+        write_image(photo, np.round(np.clip(big, 0, 1) * 255).astype(np.uint8))
+        del big
+        command = [sys.executable, "-m", "refdeblur", "deblur", str(photo),
+                   "--kernel-size", str(kernel_size)]
+        start = time.perf_counter()
+        result = subprocess.run(command, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        if result.returncode != 0:
+            raise RuntimeError(result.stderr)
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return seconds, peak_kib / 1024
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    sides = (255, 800, 1024) if args.quick else (255, 800, 1024, 2048)
+    print(f"# Kernel estimation time ({platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} cores, OPENBLAS_NUM_THREADS="
+          f"{os.environ.get('OPENBLAS_NUM_THREADS')}, "
+          f"NUMBA_NUM_THREADS={os.environ.get('NUMBA_NUM_THREADS', 'default')})\n")
+    rows = estimation_table(sides, args.repeats)
+    print("\n| kernel | image | refdeblur (s) | paper Table 1 (s) | paper / refdeblur "
+          "| target (paper / 10) met | weights |")
+    print("|---|---|---|---|---|---|---|")
+    for kernel_size, side, seconds, paper, origin in rows:
+        met = "yes" if seconds <= paper / 10 else "no"
+        print(f"| {kernel_size} | {side}² | {seconds:.3f} | {paper:.1f} | "
+              f"{paper / seconds:.1f}x | {met} | {origin} |")
+    if not args.quick:
+        seconds, peak = twelve_megapixel_run(25 if _is_shipped(25) else 17)
+        print(f"\n4000 x 3000 colour photo, `refdeblur deblur` end to end "
+              f"(read, estimate on a 1024 px window, deconvolve 3 channels, "
+              f"write): {seconds:.1f} s, peak memory {peak:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
