@@ -214,6 +214,86 @@ def _run_plot(args):
 
 
 # ---------------------------------------------------------------------------
+# refdeblur export-model
+# ---------------------------------------------------------------------------
+
+def _add_export_parser(subparsers):
+    parser = subparsers.add_parser(
+        "export-model", help="turn a training run into a compact model file",
+        description="Write the network of RUN_DIR/checkpoint.npz as a float32 "
+                    "model file (no optimiser state) and, beside it, a JSON "
+                    "recipe: the equivalent training command, steps, wall "
+                    "time and validation curve.")
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    parser.add_argument("out", type=Path, metavar="OUT.npz")
+    parser.add_argument("--overwrite", action="store_true")
+    parser.set_defaults(handler=_run_export)
+
+
+def training_command(config):
+    """The ``refdeblur train`` command line that reproduces a run's config."""
+    arch = config.get("architecture", {})
+    parts = ["refdeblur", "train", "--kernel-size", str(config["kernel_size"]),
+             "--images", config["images"], "--out", "RUN_DIR",
+             "--steps", "STEPS", "--seed", str(config["seed"]),
+             "--batch-size", str(config["batch_size"]),
+             "--crop-size", str(config["crop_size"]),
+             "--noise-std", str(config["noise_std"]),
+             "--stage-steps", str(config["stage_steps"]),
+             "--frozen-steps", str(config["frozen_steps"]),
+             "--learning-rate", str(config["optimizer"]["learning_rate"]),
+             "--dtype", config.get("dtype", "float64"),
+             "--validation-images", str(config["validation_images"]),
+             "--validate-every", str(config["validate_every"])]
+    if arch.get("filter_sizes"):
+        parts += ["--filter-size", str(arch["filter_sizes"][-1])]
+    if arch.get("n_filters"):
+        parts += ["--n-filters", str(arch["n_filters"])]
+    if config.get("base_model"):
+        parts += ["--base-model", config["base_model"]]
+    return " ".join(parts)
+
+
+def _run_export(args):
+    from .training import export_model
+    from .training_plot import read_log
+
+    checkpoint = args.run_dir / "checkpoint.npz"
+    config_path = args.run_dir / "config.json"
+    if not checkpoint.is_file() or not config_path.is_file():
+        raise UserError(f"no training run in {args.run_dir} (need checkpoint.npz "
+                        f"and config.json)")
+    recipe_path = args.out.with_suffix(".json")
+    for path in (args.out, recipe_path):
+        if path.exists() and not args.overwrite:
+            raise UserError(f"{path} exists; pass --overwrite to replace it")
+    config = json.loads(config_path.read_text())
+    records = read_log(args.run_dir / "log.jsonl") if (
+        args.run_dir / "log.jsonl").is_file() else []
+    curve = [[r["step"], r["validation"]] for r in records if "validation" in r]
+    net = export_model(checkpoint, args.out)
+    from .model_io import read_model_file
+    _, header, _ = read_model_file(args.out)
+    training = header["metadata"]["training"]
+    recipe = {
+        "model": args.out.name,
+        "kernel_size": net.kernel_size,
+        "architecture": net.architecture.to_dict(),
+        "command": training_command(config).replace("STEPS", str(training["step"])),
+        "steps": training["step"],
+        "training_seconds": round(training["elapsed_seconds"], 1),
+        "final_validation_kernel_error": curve[-1][1] if curve else None,
+        "validation_curve": curve,
+        "config": config,
+    }
+    from .cli_deblur import _write_json
+    _write_json(recipe_path, recipe)
+    print(f"{args.out} and {recipe_path}: step {training['step']}, validation "
+          f"kernel error {recipe['final_validation_kernel_error']}")
+    return 0
+
+
+# ---------------------------------------------------------------------------
 
 def build_parser():
     """The argument parser of the ``refdeblur`` command."""
@@ -227,6 +307,7 @@ def build_parser():
     add_deblur_parser(subparsers, UserError)
     _add_train_parser(subparsers)
     _add_plot_parser(subparsers)
+    _add_export_parser(subparsers)
     add_bench_parser(subparsers, UserError)
     return parser
 

@@ -5,6 +5,7 @@ few iterations), from a working directory outside the repository, with
 warnings turned into errors like the rest of the test suite.
 """
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -54,22 +55,34 @@ def test_script_writes_its_figure(script, tmp_path):
     assert not any(workdir.iterdir()), "the script wrote into the working directory"
 
 
-def test_default_output_is_the_working_directory(tmp_path):
-    run_script("fig07_learned_filters.py", tmp_path, "--quick")
-    check_png(tmp_path / "fig07_learned_filters.png")
-
-
-def test_model_option_and_png_file_name(tmp_path):
-    """``--model`` loads a model file; ``--out`` may name the PNG itself."""
+def test_model_option_and_default_output(tmp_path):
+    """``--model`` loads a model file; without ``--out`` the PNG goes to the cwd."""
     from refdeblur import save_model
     from refdeblur.models import load_shipped_model
 
     model = tmp_path / "copy.npz"
     save_model(load_shipped_model(17), model)
-    target = tmp_path / "filters.png"
-    run_script("fig07_learned_filters.py", tmp_path, "--quick", "--model",
-               str(model), "--out", str(target))
-    check_png(target)
+    run_script("fig07_learned_filters.py", tmp_path, "--quick", "--model", str(model))
+    check_png(tmp_path / "fig07_learned_filters.png")
+
+
+def load_script(script):
+    """Import a script as a module (its ``main`` does not run)."""
+    spec = importlib.util.spec_from_file_location(
+        "example_" + Path(script).stem, EXAMPLES / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_out_is_a_folder_or_a_png_file(script, tmp_path):
+    output_path = load_script(script).output_path
+    name = SCRIPTS[script]
+    assert output_path(None) == Path(name)
+    assert output_path(tmp_path / "my.png") == tmp_path / "my.png"
+    assert output_path(tmp_path / "new" / "dir") == tmp_path / "new" / "dir" / name
+    assert (tmp_path / "new" / "dir").is_dir()
 
 
 def test_every_script_is_tested_and_documented():
