@@ -23,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import refdeblur  # noqa: F401  (first: it limits OpenBLAS to one thread before NumPy loads)
 import numpy as np
 
 from refdeblur import build_network

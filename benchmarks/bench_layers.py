@@ -18,6 +18,7 @@ import os
 import platform
 import time
 
+import refdeblur  # noqa: F401  (first: it limits OpenBLAS to one thread before NumPy loads)
 import numpy as np
 from scipy import signal
 
@@ -324,6 +325,94 @@ def calibrate_conv2d(quick):
 # per-layer timings: append other layers' bench_* functions here
 # ---------------------------------------------------------------------------
 
+def _layer_cases(size, dtype, rng):
+    """(name, forward, backward) of every layer on the shapes of one stage.
+
+    The shapes follow a second stage of the 17 px network on a ``size``²
+    image: 2 input channels, 32 filters of 17 x 17, 32 hidden images, 2
+    feature pairs, kernel 17 x 17.
+    """
+    from refdeblur.layers.crop_pad import KernelCrop, KernelPad, ReplicatePad
+    from refdeblur.layers.edge_taper import EdgeTaper
+    from refdeblur.layers.image_quotient import ImageQuotient
+    from refdeblur.layers.kernel_quotient import KernelQuotient
+    from refdeblur.layers.recombine import Recombine
+    from refdeblur.layers.resample import Resample
+    from refdeblur.layers.tanh import Tanh
+
+    m, f, inner = 17, 17, size - 16
+    image = rng.random((1, size, size)).astype(dtype)
+    stack = rng.random((1, 2, size, size)).astype(dtype)
+    hidden = rng.standard_normal((1, 32, inner, inner)).astype(dtype)
+    pairs = rng.standard_normal((1, 2, inner, inner)).astype(dtype)
+    kernel = rng.random((1, m, m)).astype(dtype)
+    kernel /= kernel.sum()
+    conv = Conv2D(2, 32, f)
+    conv_params = conv.init_params(rng, dtype)
+    recombine1, recombine2 = Recombine(32, 32), Recombine(32, 4)
+    r1 = recombine1.init_params(rng, dtype)
+    r2 = recombine2.init_params(rng, dtype)
+    taper = EdgeTaper(m)
+    kq = KernelQuotient(m, taper_width=m)
+    iq = ImageQuotient(m)
+    iq_params = iq.init_params(dtype=dtype)
+    crop = KernelCrop(m)
+    grid = rng.standard_normal((1, inner, inner)).astype(dtype)
+    pad = KernelPad((inner, inner))
+    replicate = ReplicatePad(m)
+    small = int(np.ceil(size * 17 / 25))
+    resample = Resample((size, size), (small, small))
+    upsample = Resample((small, small), (size, size))
+    coarse = rng.random((1, small, small)).astype(dtype)
+    x_sharp, y_blurry = pairs, pairs + 0.1 * rng.standard_normal(pairs.shape).astype(dtype)
+    return [
+        ("Conv2D (2 -> 32, 17 x 17)", lambda: conv.forward(stack, conv_params),
+         lambda out: conv.backward(rng.standard_normal(out[0].shape).astype(dtype), out[1])),
+        ("Tanh (32 images)", lambda: Tanh().forward(hidden),
+         lambda out: Tanh().backward(out[0], out[1])),
+        ("Recombine 32 -> 32", lambda: recombine1.forward(hidden, r1),
+         lambda out: recombine1.backward(out[0], out[1])),
+        ("Recombine 32 -> 4", lambda: recombine2.forward(hidden, r2),
+         lambda out: recombine2.backward(out[0], out[1])),
+        ("EdgeTaper (2 images)", lambda: taper.forward(pairs),
+         lambda out: taper.backward(out[0], out[1])),
+        ("KernelQuotient (Eq. 4, 2 pairs)", lambda: kq.forward(x_sharp, y_blurry),
+         lambda out: kq.backward(np.ones_like(out[0]), out[1])),
+        ("ImageQuotient (Eq. 5)", lambda: iq.forward(kernel, image, iq_params),
+         lambda out: iq.backward(out[0], out[1])),
+        ("KernelCrop", lambda: crop.forward(grid),
+         lambda out: crop.backward(out[0], out[1])),
+        ("KernelPad", lambda: pad.forward(kernel),
+         lambda out: pad.backward(out[0], out[1])),
+        ("ReplicatePad", lambda: replicate.forward(image),
+         lambda out: replicate.backward(out[0], out[1])),
+        ("Resample down 25 -> 17", lambda: resample.forward(image),
+         lambda out: resample.backward(out[0], out[1])),
+        ("Resample up 17 -> 25", lambda: upsample.forward(coarse),
+         lambda out: upsample.backward(out[0], out[1])),
+    ]
+
+
+def bench_every_layer(quick, blas):
+    """Forward and backward time of every layer at 128² and 800² (float64, float32)."""
+    sizes = [128, 256] if quick else [128, 800]
+    repeats = 2 if quick else 3
+    rows = []
+    for dtype in (np.float64, np.float32):
+        for size in sizes:
+            rng = np.random.default_rng(0)
+            for name, forward, backward in _layer_cases(size, dtype, rng):
+                out = forward()
+                t_fwd = best_time(forward, repeats)
+                t_bwd = best_time(lambda: backward(out), repeats)
+                rows.append([np.dtype(dtype).name, f"{size}²", name, _fmt_ms(t_fwd),
+                             _fmt_ms(t_bwd), _fmt_ms(t_fwd + t_bwd)])
+    print_table("Every layer: forward and backward on the shapes of one stage "
+                "(N=1, 17 px kernel, 17 x 17 filters, 2 input channels, 32 filters)",
+                ["dtype", "image", "layer", "fwd ms", "bwd ms", "fwd+bwd ms"], rows)
+    return rows
+
+
 #: (name, function) run in order by main(); each function takes
 #: ``(quick, blas)`` where ``blas`` maps dtype -> GEMM GFLOP/s.
 SECTIONS = [
@@ -331,7 +420,7 @@ SECTIONS = [
     ("conv2d passes", bench_conv2d_passes),
     ("conv2d forward vs libraries", bench_conv2d_forward_libraries),
     ("conv2d direct vs fft", bench_conv2d_crossover),
-    # ("tanh", bench_tanh), ... other layers go here
+    ("every layer", bench_every_layer),
 ]
 
 

@@ -26,6 +26,7 @@ Also prints the error of every stage of the trained network.
 import argparse
 from pathlib import Path
 
+import refdeblur  # noqa: F401  (first: it limits OpenBLAS to one thread before NumPy loads)
 import numpy as np
 
 from refdeblur.cli import _validation_split

@@ -140,7 +140,8 @@ class TorchStage(torch.nn.Module):
                 getattr(self, name).weight.copy_(
                     torch.from_numpy(weight)[:, :, None, None])
             self.log_beta.copy_(torch.tensor(
-                float(params[prefix + "image_quotient.log_beta"])))
+                float(params[prefix + "image_quotient.log_beta"]),
+                dtype=self.log_beta.dtype))
         return self
 
     # -- constants (windows, index vectors), cached per shape and dtype -------

@@ -184,3 +184,17 @@ def test_shipped_model_recovers_a_synthetic_blur():
     delta_error = kernel_error_up_to_shift(delta_kernel(17), true_kernel)
     assert error < 0.5 * delta_error
     assert psnr_up_to_shift(restored, sharp) > psnr_up_to_shift(blurry, sharp) + 2
+
+
+def test_sharpen_kernel_undoes_a_small_gaussian_blur():
+    from scipy.ndimage import gaussian_filter
+
+    from refdeblur import sample_kernel
+    from refdeblur.inference import sharpen_kernel
+    kernel = sample_kernel(33, np.random.default_rng(11))
+    blurred = gaussian_filter(kernel, 0.5, mode="constant")
+    blurred /= blurred.sum()
+    sharpened = sharpen_kernel(blurred, 0.5)
+    assert sharpened.sum() == pytest.approx(1.0) and sharpened.min() >= 0
+    assert np.sum((sharpened - kernel) ** 2) < 0.5 * np.sum((blurred - kernel) ** 2)
+    np.testing.assert_array_equal(sharpen_kernel(kernel, 0.0), kernel)

@@ -1,0 +1,670 @@
+"""Training throughput, where the time of a step goes, and a PyTorch reference.
+
+Run from the repository root::
+
+    python benchmarks/bench_training.py            # everything, ~1-2 minutes
+    python benchmarks/bench_training.py --quick    # smoke run: 1 timed step each
+    python benchmarks/bench_training.py --all      # also the 25 and 33 px networks
+    python benchmarks/bench_training.py --steps 10 --sections throughput,profile
+
+The PyTorch comparison needs a Python with torch (not a dependency of
+refdeblur); without it that section prints "torch not installed". To run it::
+
+    python3 -m venv /tmp/torchvenv
+    /tmp/torchvenv/bin/pip install torch==2.13.0 numpy scipy
+    /tmp/torchvenv/bin/pip install -e .
+    /tmp/torchvenv/bin/python benchmarks/bench_training.py --sections torch
+
+Timings are wall-clock and meant for an otherwise idle machine; the header
+prints the load average so that a busy machine shows.
+
+What is measured
+----------------
+The shipped training setup (``refdeblur train --filter-size 9 --dtype
+float32 --learning-rate 1.0``): 17 px kernels, 9 px filters, 32 filters, 32
+hidden images, (2, 2, 4) feature pairs, batches of 4 crops of 128 px,
+ADADELTA with learning rate 1.0. Training crops come from pictures shipped
+inside scikit-image (camera, astronaut, coffee, chelsea, brick), so the
+benchmark needs no data set.
+
+1. *Data generation*: one ``make_batch`` call (random crop, flat-crop
+   rejection, camera-shake kernel sampling, blur, noise), median seconds.
+2. *Training throughput*: a full step exactly as ``Trainer.run`` does it,
+   ``make_batch`` then ``training_step`` (forward with cache, L2 kernel loss,
+   outlier filter, backward, ADADELTA update), for the 17 px network with 1,
+   2 and 3 stages present, every present stage trainable (the end-to-end
+   phases of ``stagewise_schedule``), in float32 and float64; with ``--all``
+   also the 25 and 33 px networks with 3 stages, of which only the finest
+   scale is trainable (training with ``--base-model``). Each configuration
+   runs one warm-up step (Numba compilation, FFT plans), then ``--steps``
+   timed steps; the table gives the median (and best) seconds per step and
+   ``batch / median`` examples per second. One more row, ``float32, f32
+   targets``, passes the true kernels as float32: ``make_batch`` returns
+   float64 kernels, which makes the loss gradient float64 and with it the
+   backward pass of the last stage's quotients, recombinations and tanh.
+3. *Profile* of the 17 px, 3-stage, float32 step (shipped path), split into
+   convolution (``Conv2D.forward``/``backward``, so the Numba kernels and the
+   FFT path of ``conv2d.py`` with its own scipy.fft calls), the FFTs of the
+   quotient layers (``refdeblur._fft.rfft2``/``irfft2``, which conv2d.py does
+   not use), the rest of the quotient layers (taper, padding, spectral
+   products and divisions, crops), tanh, recombination (the 1x1 matrix
+   products), data generation (``make_batch``, kernel sampling included),
+   the optimiser (``Adadelta.update``) and the rest (network bookkeeping,
+   gradient accumulation, loss, outlier filter). Two independent methods,
+   each over ``--profile-steps`` steps after a warm-up step:
+
+   * *timers*: the functions above are temporarily wrapped with
+     ``time.perf_counter`` timers that keep a stack, so each category gets
+     its *exclusive* time (a wrapped call's time minus that of the wrapped
+     calls inside it, e.g. the FFTs inside the quotient layers); "rest" is
+     the step's wall time minus all categories. Overhead: a few dozen timer
+     calls per step.
+   * *cProfile*: the same steps under ``cProfile``; each category is the
+     cumulative time of its entry functions (none of which calls another,
+     except the quotient layers calling ``_fft``, whose cumulative time is
+     subtracted from theirs; the script checks with cProfile's caller
+     records that ``_fft`` is called only from the quotient solver); "rest"
+     is the profile's total minus all categories. cProfile inflates
+     Python-heavy code (many small calls), so its shares of data generation
+     and bookkeeping come out larger than the timers'.
+
+   Both splits sum to 100 % by construction. The top functions by own time
+   follow.
+4. *PyTorch comparison*: one stage written in PyTorch
+   (``benchmarks/torch_stage_reference.py``: conv 'valid' with bias, tanh,
+   1x1, tanh, 1x1, kernel quotient and image quotient with torch.fft,
+   backward by autograd, ``torch.set_num_threads(2)``) against refdeblur's
+   ``Stage.forward`` + ``Stage.backward`` on the same shapes (batch 4, crop
+   128, f = 9, float32, loss ``Σ||k - k_true||²/N + <latent, g>`` so that
+   both quotients are back-propagated): stage 1 (blurry image in, 2 pairs,
+   no input gradient) and stage 3 (blurry and latent image in, 4 pairs,
+   input gradient). First the two are checked to compute the same function
+   in float64 (same weights, relative differences of outputs and all
+   gradients). Times are the median of ``--repeats`` calls after two warm-up
+   calls; the ratio is refdeblur / PyTorch (below 1: refdeblur faster).
+"""
+
+import refdeblur  # noqa: F401  (first: sets OPENBLAS_NUM_THREADS=1 before NumPy loads)
+
+import argparse
+import contextlib
+import cProfile
+import functools
+import os
+import platform
+import pstats
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numba
+import numpy as np
+import scipy
+import skimage
+import skimage.color
+import skimage.data
+
+from refdeblur import _fft, build_network
+from refdeblur.layers import conv2d
+from refdeblur.layers.conv2d import Conv2D
+from refdeblur.layers.image_quotient import ImageQuotient
+from refdeblur.layers.kernel_quotient import KernelQuotient
+from refdeblur.layers.recombine import Recombine
+from refdeblur.layers.tanh import Tanh
+from refdeblur.network import DEFAULT_SCALES
+from refdeblur.training import (Adadelta, OutlierFilter, phase_at,
+                                stagewise_schedule, training_step)
+from refdeblur.training_data import make_batch
+
+# The shipped training setup (refdeblur train --filter-size 9 --dtype float32
+# --learning-rate 1.0, default_config otherwise).
+FILTER_SIZE = 9
+N_FILTERS = 32
+N_HIDDEN = 32
+N_PAIRS = (2, 2, 4)
+BATCH = 4
+CROP = 128
+NOISE_STD = 0.01
+LEARNING_RATE = 1.0
+STAGE_STEPS = 1000      # only used to pick a phase of the schedule
+FROZEN_STEPS = 100
+SEED = 0
+WARMUP_STEPS = 1
+
+
+# ---------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------
+
+def print_table(title, header, rows, note=None):
+    """Print rows (lists of already formatted strings) as a Markdown table."""
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    print(f"\n## {title}\n")
+    print("| " + " | ".join(str(h).ljust(w) for h, w in zip(header, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")
+    if note:
+        print(f"\n{note}")
+    sys.stdout.flush()
+
+
+def benchmark_images():
+    """Grey float64 pictures in [0, 1] shipped inside scikit-image."""
+    images = [skimage.data.camera(), skimage.data.astronaut(), skimage.data.coffee(),
+              skimage.data.chelsea(), skimage.data.brick()]
+    grey = []
+    for image in images:
+        if image.ndim == 3:
+            grey.append(skimage.color.rgb2gray(image).astype(np.float64))
+        else:
+            grey.append(image.astype(np.float64) / 255.0)
+    return grey
+
+
+def make_net(kernel_size, dtype):
+    n_scales = len(DEFAULT_SCALES[kernel_size])
+    return build_network(kernel_size, rng=np.random.default_rng(SEED), dtype=dtype,
+                         filter_sizes=(FILTER_SIZE,) * n_scales, n_filters=N_FILTERS,
+                         n_hidden=N_HIDDEN, n_pairs=N_PAIRS)
+
+
+def training_phase(net, n_stages):
+    """The end-to-end phase of the schedule with ``n_stages`` stages present.
+
+    Every present stage of the finest scale is trainable; coarser scales are
+    frozen (as with ``--base-model``).
+    """
+    n_scales = len(net.architecture.kernel_sizes)
+    phases = stagewise_schedule(STAGE_STEPS, FROZEN_STEPS, net.architecture.n_stages,
+                                f"scale{n_scales}.")
+    phase = phase_at(phases, (n_stages - 1) * STAGE_STEPS + FROZEN_STEPS)
+    assert phase.n_stages == n_stages
+    return phase
+
+
+def describe_trainable(phase):
+    scale = phase.trainable[0].split(".")[0]
+    stages = ",".join(p.split(".")[1].replace("stage", "") for p in phase.trainable)
+    return f"{scale} stages {stages}"
+
+
+def thread_settings():
+    settings = [f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}",
+                f"numba threads {numba.get_num_threads()}",
+                f"quotient FFT workers {_fft.WORKERS}",
+                f"conv FFT workers {conv2d.FFT_WORKERS}"]
+    try:
+        settings.append(f"numba layer {numba.threading_layer()}")
+    except ValueError:  # no parallel function has run yet
+        pass
+    return ", ".join(settings)
+
+
+def print_header():
+    cpu = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as stream:
+            for line in stream:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    print("# Training benchmark\n")
+    print(f"Machine: {platform.platform()}, {cpu}, {os.cpu_count()} CPUs "
+          f"({usable} usable), load average {load}")
+    print(f"Python {platform.python_version()}, numpy {np.__version__}, scipy "
+          f"{scipy.__version__}, numba {numba.__version__}, scikit-image "
+          f"{skimage.__version__}, refdeblur {refdeblur.__version__}")
+    print(f"Threads: {thread_settings()}")
+    print(f"Setup: kernel 17 px, filters {FILTER_SIZE} px, {N_FILTERS} filters, "
+          f"{N_HIDDEN} hidden, pairs {N_PAIRS}, batch {BATCH}, crop {CROP}, "
+          f"ADADELTA lr {LEARNING_RATE}")
+
+
+def run_steps(net, phase, images, rng, n_steps, *, cast_targets=False, data=make_batch):
+    """``n_steps`` training steps as ``Trainer.run`` does them; per-step times."""
+    optimizer = Adadelta(learning_rate=LEARNING_RATE, decay=0.95, eps=1e-6)
+    outliers = OutlierFilter()
+    kernel_size = net.kernel_size
+    data_times, train_times = [], []
+    for _ in range(n_steps):
+        start = time.perf_counter()
+        batch = data(images, BATCH, CROP, kernel_size, rng, noise_std=NOISE_STD)
+        middle = time.perf_counter()
+        kernels = batch.k.astype(net.dtype) if cast_targets else batch.k
+        training_step(net, optimizer, outliers, batch.y, kernels, phase)
+        end = time.perf_counter()
+        data_times.append(middle - start)
+        train_times.append(end - middle)
+    return np.array(data_times), np.array(train_times)
+
+
+# ---------------------------------------------------------------------------
+# 1. data generation
+# ---------------------------------------------------------------------------
+
+def bench_data(images, kernel_sizes, steps):
+    rng = np.random.default_rng([SEED, 2])
+    rows = []
+    for kernel_size in kernel_sizes:
+        make_batch(images, BATCH, CROP, kernel_size, rng, noise_std=NOISE_STD)  # warm-up
+        times = []
+        for _ in range(max(steps, 3)):
+            start = time.perf_counter()
+            make_batch(images, BATCH, CROP, kernel_size, rng, noise_std=NOISE_STD)
+            times.append(time.perf_counter() - start)
+        median = float(np.median(times))
+        rows.append([f"{kernel_size} px", f"{BATCH} x {CROP}²", f"{median * 1e3:.1f}",
+                     f"{min(times) * 1e3:.1f}", f"{BATCH / median:.0f}"])
+    print_table("Data generation (make_batch: crop, flat-crop rejection, kernel "
+                "sampling, blur, noise)",
+                ["kernel", "batch", "median ms", "best ms", "examples/s"], rows)
+
+
+# ---------------------------------------------------------------------------
+# 2. throughput
+# ---------------------------------------------------------------------------
+
+def bench_throughput(images, configs, steps):
+    rows = []
+    for kernel_size, n_stages, dtype, cast_targets in configs:
+        net = make_net(kernel_size, dtype)
+        phase = training_phase(net, n_stages)
+        rng = np.random.default_rng([SEED, 1])
+        run_steps(net, phase, images, rng, WARMUP_STEPS, cast_targets=cast_targets)
+        data_times, train_times = run_steps(net, phase, images, rng, steps,
+                                            cast_targets=cast_targets)
+        totals = data_times + train_times
+        median = float(np.median(totals))
+        label = np.dtype(dtype).name + (", f32 targets" if cast_targets else "")
+        rows.append([f"{kernel_size} px", str(n_stages), describe_trainable(phase), label,
+                     f"{median:.3f}", f"{totals.min():.3f}",
+                     f"{np.median(data_times):.3f}", f"{np.median(train_times):.3f}",
+                     f"{BATCH / median:.2f}"])
+    print_table(f"Training throughput (batch {BATCH}, crop {CROP}, median of {steps} "
+                f"steps after {WARMUP_STEPS} warm-up)",
+                ["network", "stages", "trainable", "dtype", "s/step", "best s/step",
+                 "data s", "fwd+bwd+update s", "examples/s"], rows,
+                note="s/step = data + fwd+bwd+update (medians of each column taken "
+                     "separately, so they need not add up exactly). f32 targets: "
+                     "true kernels passed as float32 instead of make_batch's float64 "
+                     "(see the module docstring).")
+
+
+def conv_methods(dtypes):
+    """What Conv2D(method='auto') picks for the convolutions of a 17 px stage."""
+    rows = []
+    size = CROP
+    for dtype in dtypes:
+        for in_channels, pass_name, label in (
+                (1, "forward", "stage 1 forward"),
+                (1, "weight_gradient", "stage 1 backward (no dx)"),
+                (2, "forward", "stages 2-3 forward"),
+                (2, "backward", "stages 2-3 backward")):
+            shape = (BATCH, in_channels, size, size)
+            seconds = conv2d.predicted_seconds(pass_name, shape, N_FILTERS, FILTER_SIZE,
+                                               dtype)
+            method = conv2d.choose_method(pass_name, shape, N_FILTERS, FILTER_SIZE, dtype)
+            rows.append([np.dtype(dtype).name, label, f"{seconds['direct'] * 1e3:.1f}",
+                         f"{seconds['fft'] * 1e3:.1f}", method])
+    print_table(f"Conv2D method chosen by 'auto' (f={FILTER_SIZE}, {N_FILTERS} filters, "
+                f"{BATCH} x {CROP}²; cost model of conv2d.py)",
+                ["dtype", "pass", "predicted direct ms", "predicted fft ms", "chosen"],
+                rows)
+
+
+# ---------------------------------------------------------------------------
+# 3. profile
+# ---------------------------------------------------------------------------
+
+CATEGORIES = ["convolution", "quotient FFTs", "quotient layers, other", "tanh",
+              "recombination", "data generation", "optimiser", "rest"]
+
+
+def _patch_targets():
+    """(owner, attribute, category) of the functions that delimit the categories."""
+    return [(Conv2D, "forward", "convolution"), (Conv2D, "backward", "convolution"),
+            (_fft, "rfft2", "quotient FFTs"), (_fft, "irfft2", "quotient FFTs"),
+            (KernelQuotient, "forward", "quotient layers, other"),
+            (KernelQuotient, "backward", "quotient layers, other"),
+            (ImageQuotient, "forward", "quotient layers, other"),
+            (ImageQuotient, "backward", "quotient layers, other"),
+            (Tanh, "forward", "tanh"), (Tanh, "backward", "tanh"),
+            (Recombine, "forward", "recombination"), (Recombine, "backward", "recombination"),
+            (Adadelta, "update", "optimiser")]
+
+
+class ExclusiveTimers:
+    """Wraps functions with timers; each category gets its exclusive time."""
+
+    def __init__(self):
+        self.totals = defaultdict(float)
+        self._stack = []
+
+    def wrap(self, category, function):
+        @functools.wraps(function)
+        def timed(*args, **kwargs):
+            self._stack.append(0.0)
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                elapsed = time.perf_counter() - start
+                inner = self._stack.pop()
+                self.totals[category] += elapsed - inner
+                if self._stack:
+                    self._stack[-1] += elapsed
+        return timed
+
+    @contextlib.contextmanager
+    def installed(self):
+        originals = []
+        try:
+            for owner, name, category in _patch_targets():
+                original = owner.__dict__[name]
+                originals.append((owner, name, original))
+                setattr(owner, name, self.wrap(category, original))
+            yield self
+        finally:
+            for owner, name, original in reversed(originals):
+                setattr(owner, name, original)
+
+
+def _code_key(function):
+    code = function.__code__
+    return (code.co_filename, code.co_firstlineno, code.co_name)
+
+
+def cprofile_split(stats):
+    """Seconds per category from cProfile's stats dict (see the docstring)."""
+    def cumulative(*functions):
+        return sum(stats.get(_code_key(f), (0, 0, 0, 0.0, {}))[3] for f in functions)
+
+    total = sum(entry[2] for entry in stats.values())
+    fft_functions = (_fft.rfft2, _fft.irfft2)
+    for function in fft_functions:
+        callers = stats.get(_code_key(function), (0, 0, 0, 0.0, {}))[4]
+        outside = [c for c in callers if not c[0].endswith(os.path.join("layers", "_quotient.py"))]
+        if outside:
+            print(f"warning: {function.__name__} also called from {outside}; its time "
+                  f"there is counted under the quotient layers", file=sys.stderr)
+    ffts = cumulative(*fft_functions)
+    split = {
+        "convolution": cumulative(Conv2D.forward, Conv2D.backward),
+        "quotient FFTs": ffts,
+        "quotient layers, other": cumulative(KernelQuotient.forward, KernelQuotient.backward,
+                                             ImageQuotient.forward, ImageQuotient.backward)
+                                  - ffts,
+        "tanh": cumulative(Tanh.forward, Tanh.backward),
+        "recombination": cumulative(Recombine.forward, Recombine.backward),
+        "data generation": cumulative(make_batch),
+        "optimiser": cumulative(Adadelta.update),
+    }
+    split["rest"] = total - sum(split.values())
+    return split, total
+
+
+def bench_profile(images, steps, top):
+    kernel_size, n_stages, dtype = 17, 3, np.float32
+    net = make_net(kernel_size, dtype)
+    phase = training_phase(net, n_stages)
+    rng = np.random.default_rng([SEED, 3])
+    run_steps(net, phase, images, rng, WARMUP_STEPS)
+
+    timers = ExclusiveTimers()
+    timed_data = timers.wrap("data generation", make_batch)
+    with timers.installed():
+        start = time.perf_counter()
+        run_steps(net, phase, images, rng, steps, data=timed_data)
+        timer_total = time.perf_counter() - start
+    timer_split = {c: timers.totals.get(c, 0.0) for c in CATEGORIES[:-1]}
+    timer_split["rest"] = timer_total - sum(timer_split.values())
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    run_steps(net, phase, images, rng, steps)
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    profile_split, profile_total = cprofile_split(stats.stats)
+
+    rows = []
+    for category in CATEGORIES:
+        rows.append([category, f"{timer_split[category] / steps:.3f}",
+                     f"{100 * timer_split[category] / timer_total:.1f}%",
+                     f"{profile_split[category] / steps:.3f}",
+                     f"{100 * profile_split[category] / profile_total:.1f}%"])
+    rows.append(["total", f"{timer_total / steps:.3f}", "100.0%",
+                 f"{profile_total / steps:.3f}", "100.0%"])
+    print_table(f"Where a step goes: 17 px, 3 stages, float32, batch {BATCH}, crop {CROP} "
+                f"({steps} steps per method)",
+                ["part", "timers s/step", "timers share", "cProfile s/step",
+                 "cProfile share"], rows,
+                note="convolution: Conv2D forward + backward (Numba kernels and "
+                     "conv2d.py's FFT path). quotient FFTs: refdeblur._fft rfft2/irfft2 "
+                     "of Eq. 4 and 5. rest: network bookkeeping, gradient sums, loss, "
+                     "outlier filter, np.concatenate of the feature gradients.")
+
+    entries = sorted(stats.stats.items(), key=lambda item: item[1][2], reverse=True)[:top]
+    rows = []
+    for (filename, line, name), (_, calls, own, cumulative, _) in entries:
+        where = (f"{Path(filename).name}:{line}({name})" if line else name)
+        rows.append([where, str(calls // steps if calls >= steps else calls),
+                     f"{own / steps * 1e3:.1f}", f"{100 * own / profile_total:.1f}%",
+                     f"{cumulative / steps * 1e3:.1f}"])
+    print_table(f"cProfile: top {top} functions by own time (per step)",
+                ["function", "calls/step", "own ms", "own share", "cumulative ms"], rows)
+
+
+# ---------------------------------------------------------------------------
+# 4. PyTorch
+# ---------------------------------------------------------------------------
+
+def _import_torch_reference():
+    try:
+        import torch
+    except ImportError:
+        return None, None
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    try:
+        import torch_stage_reference
+    finally:
+        sys.path.pop(0)
+    return torch, torch_stage_reference
+
+
+def _stage_problem(net, stage_index, images, dtype):
+    """Inputs of stage ``stage_index`` (0-based) of the 17 px network's scale."""
+    stage = net.scales[0][stage_index]
+    batch = make_batch(images, BATCH, CROP, 17, np.random.default_rng([SEED, 4]),
+                       noise_std=NOISE_STD)
+    blurry = batch.y.astype(dtype)
+    if stage.in_channels == 1:
+        stage_input = blurry[:, None]
+    else:
+        # a plausible latent image: the sharp crop plus a little noise
+        latent = batch.x + 0.01 * np.random.default_rng([SEED, 5]).standard_normal(batch.x.shape)
+        stage_input = np.stack([blurry, latent.astype(dtype)], axis=1)
+    true_kernel = batch.k.astype(dtype)
+    dlatent = (1e-3 * np.random.default_rng([SEED, 6]).standard_normal(
+        blurry.shape)).astype(dtype)
+    return stage, np.ascontiguousarray(stage_input), blurry, true_kernel, dlatent
+
+
+def _refdeblur_forward_backward(stage, params, stage_input, blurry, true_kernel, dlatent,
+                                gradient_dtype=None):
+    kernel, latent, cache = stage.forward(stage_input, blurry, params)
+    dkernel = 2.0 * (kernel - true_kernel) / kernel.shape[0]
+    if gradient_dtype is not None:
+        dkernel = dkernel.astype(gradient_dtype)
+    dinput, dblurry, grads = stage.backward(dkernel, dlatent, cache,
+                                            input_grad=stage.in_channels > 1)
+    return kernel, latent, dinput, grads
+
+
+def _relative_difference(reference, other):
+    reference = np.asarray(reference, dtype=np.float64)
+    other = np.asarray(other, dtype=np.float64)
+    scale = max(np.max(np.abs(reference)), 1e-300)
+    return float(np.max(np.abs(reference - other)) / scale)
+
+
+def torch_agreement(torch, reference, images):
+    """Largest relative difference of outputs and gradients, float64."""
+    net = make_net(17, np.float64)
+    rows = []
+    for stage_index in (0, 2):
+        stage, stage_input, blurry, true_kernel, dlatent = _stage_problem(
+            net, stage_index, images, np.float64)
+        kernel, latent, dinput, grads = _refdeblur_forward_backward(
+            stage, net.params, stage_input, blurry, true_kernel, dlatent)
+        module = reference.TorchStage(stage.in_channels, 17, FILTER_SIZE, stage.n_pairs,
+                                      n_filters=N_FILTERS, n_hidden=N_HIDDEN)
+        module = module.to(torch.float64).load_refdeblur_params(net.params, stage.prefix)
+        t_input = torch.from_numpy(stage_input).requires_grad_(stage.in_channels > 1)
+        t_kernel, t_latent = reference.forward_backward(
+            module, t_input, torch.from_numpy(blurry), torch.from_numpy(true_kernel),
+            torch.from_numpy(dlatent))
+        p = stage.prefix
+        pairs = {
+            "kernel": (kernel, t_kernel.detach()),
+            "latent": (latent, t_latent.detach()),
+            "d conv.weight": (grads[p + "conv.weight"], module.conv.weight.grad),
+            "d conv.bias": (grads[p + "conv.bias"], module.conv.bias.grad),
+            "d recombine1": (grads[p + "recombine1.weight"],
+                             module.recombine1.weight.grad[:, :, 0, 0]),
+            "d recombine2": (grads[p + "recombine2.weight"],
+                             module.recombine2.weight.grad[:, :, 0, 0]),
+            "d log_beta": (grads[p + "image_quotient.log_beta"], module.log_beta.grad),
+        }
+        if dinput is not None:
+            pairs["d input"] = (dinput, t_input.grad)
+        for name, (ours, theirs) in pairs.items():
+            rows.append([f"stage {stage_index + 1}", name,
+                         f"{_relative_difference(ours, theirs.numpy()):.1e}"])
+    print_table("PyTorch reference vs refdeblur: same function? (float64, same weights; "
+                "max |difference| / max |refdeblur|)",
+                ["stage", "quantity", "relative difference"], rows)
+
+
+def bench_torch(images, repeats):
+    torch, reference = _import_torch_reference()
+    if torch is None:
+        print_table("One stage: refdeblur vs PyTorch (float32, batch 4, crop 128, f=9)",
+                    ["stage", "refdeblur ms", "PyTorch ms", "ratio"],
+                    [["-", "-", "torch not installed", "-"]])
+        return
+    torch.set_num_threads(2)
+    print(f"\nPyTorch {torch.__version__}, torch.get_num_threads() = "
+          f"{torch.get_num_threads()}, MKL {torch.backends.mkl.is_available()}, "
+          f"oneDNN {torch.backends.mkldnn.is_available()}")
+    torch_agreement(torch, reference, images)
+
+    dtype = np.float32
+    net = make_net(17, dtype)
+    rows = []
+    for stage_index in (0, 2):
+        stage, stage_input, blurry, true_kernel, dlatent = _stage_problem(
+            net, stage_index, images, dtype)
+        label = (f"stage {stage_index + 1} (C_in={stage.in_channels}, "
+                 f"{stage.n_pairs} pairs{', dx' if stage.in_channels > 1 else ''})")
+
+        def ours(gradient_dtype=None):
+            _refdeblur_forward_backward(stage, net.params, stage_input, blurry,
+                                        true_kernel, dlatent, gradient_dtype)
+
+        ours_times = _median_time(ours, repeats)
+        ours64_times = _median_time(lambda: ours(np.float64), repeats)
+        module = reference.TorchStage(stage.in_channels, 17, FILTER_SIZE, stage.n_pairs,
+                                      n_filters=N_FILTERS, n_hidden=N_HIDDEN)
+        module = module.to(torch.float32).load_refdeblur_params(net.params, stage.prefix)
+        t_input = torch.from_numpy(stage_input).requires_grad_(stage.in_channels > 1)
+        torch_median, torch_best = reference.time_forward_backward(
+            module, t_input, torch.from_numpy(blurry), torch.from_numpy(true_kernel),
+            torch.from_numpy(dlatent), repeats=repeats)
+        rows.append([label, f"{ours_times[0] * 1e3:.1f}", f"{ours_times[1] * 1e3:.1f}",
+                     f"{ours64_times[0] * 1e3:.1f}",
+                     f"{torch_median * 1e3:.1f}", f"{torch_best * 1e3:.1f}",
+                     f"{ours_times[0] / torch_median:.2f}"])
+    print_table(f"One stage forward + backward: refdeblur vs PyTorch (float32, batch "
+                f"{BATCH}, crop {CROP}, f={FILTER_SIZE}; median of {repeats})",
+                ["stage", "refdeblur ms", "refdeblur best ms",
+                 "refdeblur, f64 dkernel ms", "PyTorch ms", "PyTorch best ms",
+                 "ratio refdeblur/PyTorch"], rows,
+                note="refdeblur, f64 dkernel: the kernel-loss gradient handed to the "
+                     "stage as float64, as training_step does when the true kernels are "
+                     "float64. ratio: medians, float32 gradient.")
+
+
+def _median_time(function, repeats, warmup=2):
+    for _ in range(warmup):
+        function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)), float(np.min(times))
+
+
+# ---------------------------------------------------------------------------
+# main
+# ---------------------------------------------------------------------------
+
+SECTIONS = ("data", "throughput", "profile", "torch")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="one timed step per configuration, float32 only")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="timed steps per configuration (default 5, quick 1)")
+    parser.add_argument("--profile-steps", type=int, default=None,
+                        help="steps per profiling method (default 3, quick 1)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="repeats of the one-stage timings (default 10, quick 2)")
+    parser.add_argument("--all", action="store_true",
+                        help="also the 25 and 33 px networks (3 stages, finest scale "
+                             "trainable)")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help=f"comma-separated subset of {','.join(SECTIONS)}")
+    args = parser.parse_args(argv)
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")
+    steps = args.steps or (1 if args.quick else 5)
+    profile_steps = args.profile_steps or (1 if args.quick else 3)
+    repeats = args.repeats or (2 if args.quick else 10)
+    if min(steps, profile_steps, repeats) < 1:
+        parser.error("--steps, --profile-steps and --repeats must be >= 1")
+
+    started = time.perf_counter()
+    print_header()
+    images = benchmark_images()
+    dtypes = (np.float32,) if args.quick else (np.float32, np.float64)
+    if "data" in sections:
+        bench_data(images, (17, 25, 33) if args.all else (17,), steps)
+    if "throughput" in sections:
+        configs = [(17, n, dtype, False) for dtype in dtypes for n in (1, 2, 3)]
+        configs.append((17, 3, np.float32, True))
+        if args.all:
+            configs += [(kernel_size, 3, dtype, False) for dtype in dtypes
+                        for kernel_size in (25, 33)]
+        bench_throughput(images, configs, steps)
+        conv_methods(dtypes)
+    if "profile" in sections:
+        bench_profile(images, profile_steps, top=12)
+    if "torch" in sections:
+        bench_torch(images, repeats)
+    print(f"\nThreads after the run: {thread_settings()}")
+    print(f"Benchmark wall time: {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
