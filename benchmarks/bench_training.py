@@ -93,6 +93,7 @@ import functools
 import os
 import platform
 import pstats
+import resource
 import sys
 import time
 from collections import defaultdict
@@ -224,6 +225,22 @@ def print_header():
     print(f"Setup: kernel 17 px, filters {FILTER_SIZE} px, {N_FILTERS} filters, "
           f"{N_HIDDEN} hidden, pairs {N_PAIRS}, batch {BATCH}, crop {CROP}, "
           f"ADADELTA lr {LEARNING_RATE}")
+
+
+def machine_busy_seconds():
+    """CPU seconds spent by all processes so far (``/proc/stat``), or None."""
+    try:
+        with open("/proc/stat", encoding="utf-8") as stream:
+            fields = stream.readline().split()[1:]
+    except OSError:
+        return None
+    user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def run_steps(net, phase, images, rng, n_steps, *, cast_targets=False, data=make_batch):
@@ -598,6 +615,108 @@ def bench_torch(images, repeats):
                 note="refdeblur, f64 dkernel: the kernel-loss gradient handed to the "
                      "stage as float64, as training_step does when the true kernels are "
                      "float64. ratio: medians, float32 gradient.")
+    torch_layers(torch, reference, net, 2, images, repeats)
+
+
+def torch_layers(torch, reference, net, stage_index, images, repeats):
+    """Forward + backward of each layer of one stage, refdeblur and PyTorch."""
+    dtype = np.float32
+    stage, stage_input, blurry, true_kernel, dlatent = _stage_problem(
+        net, stage_index, images, dtype)
+    params = net.params
+    rng = np.random.default_rng([SEED, 7])
+    conv_params = stage._params_of(params, "conv")
+    rec1_params = stage._params_of(params, "recombine1")
+    rec2_params = stage._params_of(params, "recombine2")
+    iq_params = stage._params_of(params, "image_quotient")
+    # the stage's real intermediate values
+    z1, _ = stage.conv.forward(stage_input, conv_params)
+    t1 = np.tanh(z1)
+    r1, _ = stage.recombine1.forward(t1, rec1_params)
+    t2 = np.tanh(r1)
+    features, _ = stage.recombine2.forward(t2, rec2_params)
+    n = stage.n_pairs
+    kernel, _ = stage.kernel_quotient.forward(features[:, :n], features[:, n:])
+
+    def gradient(like):
+        return (1e-3 * rng.standard_normal(like.shape)).astype(dtype)
+
+    module = reference.TorchStage(stage.in_channels, 17, FILTER_SIZE, n,
+                                  n_filters=N_FILTERS, n_hidden=N_HIDDEN)
+    module = module.to(torch.float32).load_refdeblur_params(params, stage.prefix)
+    input_grad = stage.in_channels > 1
+
+    def ours_conv(g=gradient(z1)):
+        _, cache = stage.conv.forward(stage_input, conv_params)
+        stage.conv.backward(g, cache, input_grad=input_grad)
+
+    def ours_tanh(g=gradient(z1)):
+        out, cache = stage.tanh1.forward(z1)
+        stage.tanh1.backward(g, cache)
+
+    def ours_rec1(g=gradient(r1)):
+        _, cache = stage.recombine1.forward(t1, rec1_params)
+        stage.recombine1.backward(g, cache)
+
+    def ours_rec2(g=gradient(features)):
+        _, cache = stage.recombine2.forward(t2, rec2_params)
+        stage.recombine2.backward(g, cache)
+
+    def ours_kq(g=gradient(kernel)):
+        _, cache = stage.kernel_quotient.forward(features[:, :n], features[:, n:])
+        stage.kernel_quotient.backward(g, cache)
+
+    def ours_iq():
+        _, cache = stage.image_quotient.forward(kernel, blurry, iq_params)
+        stage.image_quotient.backward(dlatent, cache)
+
+    def torch_piece(function, arrays, gradient_array, grads):
+        leaves = [torch.from_numpy(a).requires_grad_(g) for a, g in zip(arrays, grads)]
+        upstream = torch.from_numpy(gradient_array)
+
+        def run():
+            for leaf in leaves:
+                leaf.grad = None
+            for param in module.parameters():
+                param.grad = None
+            function(*leaves).backward(upstream)
+        return run
+
+    def kq(f):
+        return module.kernel_quotient(f[:, :n], f[:, n:])
+
+    pieces = [
+        (f"conv {stage.in_channels}->{N_FILTERS}, {FILTER_SIZE}x{FILTER_SIZE}"
+         + (" (with dx)" if input_grad else " (no dx)"),
+         ours_conv, torch_piece(module.conv, [stage_input], gradient(z1), [input_grad])),
+        ("tanh (one of two)", ours_tanh,
+         torch_piece(torch.tanh, [z1], gradient(z1), [True])),
+        (f"1x1 {N_FILTERS}->{N_HIDDEN}", ours_rec1,
+         torch_piece(module.recombine1, [t1], gradient(r1), [True])),
+        (f"1x1 {N_HIDDEN}->{2 * n}", ours_rec2,
+         torch_piece(module.recombine2, [t2], gradient(features), [True])),
+        (f"kernel quotient ({n} pairs)", ours_kq,
+         torch_piece(kq, [features], gradient(kernel), [True])),
+        ("image quotient (with dy)", ours_iq,
+         torch_piece(module.image_quotient, [kernel, blurry], dlatent, [True, True])),
+    ]
+    rows = []
+    totals = [0.0, 0.0]
+    for label, ours, theirs in pieces:
+        ours_median = _median_time(ours, repeats)[0]
+        theirs_median = _median_time(theirs, repeats)[0]
+        count = 2 if label.startswith("tanh") else 1
+        totals[0] += count * ours_median
+        totals[1] += count * theirs_median
+        rows.append([label, f"{ours_median * 1e3:.1f}", f"{theirs_median * 1e3:.1f}",
+                     f"{ours_median / theirs_median:.2f}"])
+    rows.append(["sum (tanh counted twice)", f"{totals[0] * 1e3:.1f}",
+                 f"{totals[1] * 1e3:.1f}", f"{totals[0] / totals[1]:.2f}"])
+    print_table(f"Stage {stage_index + 1} layer by layer, forward + backward (float32, "
+                f"median of {repeats})",
+                ["layer", "refdeblur ms", "PyTorch ms", "ratio"], rows,
+                note="Each layer on the stage's real intermediate values with a random "
+                     "upstream gradient; PyTorch by autograd on leaf tensors.")
 
 
 def _median_time(function, repeats, warmup=2):
@@ -645,6 +764,7 @@ def main(argv=None):
         parser.error("--steps, --profile-steps and --repeats must be >= 1")
 
     started = time.perf_counter()
+    busy_start, own_start = machine_busy_seconds(), own_cpu_seconds()
     print_header()
     images = benchmark_images()
     dtypes = (np.float32,) if args.quick else (np.float32, np.float64)
@@ -663,7 +783,15 @@ def main(argv=None):
     if "torch" in sections:
         bench_torch(images, repeats)
     print(f"\nThreads after the run: {thread_settings()}")
-    print(f"Benchmark wall time: {time.perf_counter() - started:.0f} s")
+    wall = time.perf_counter() - started
+    print(f"Benchmark wall time: {wall:.0f} s")
+    busy_end = machine_busy_seconds()
+    if busy_start is not None and busy_end is not None:
+        others = max(0.0, (busy_end - busy_start) - (own_cpu_seconds() - own_start))
+        print(f"CPU time of other processes during the run: {others:.1f} s of "
+              f"{wall * (os.cpu_count() or 1):.0f} core-seconds "
+              f"({100 * others / (wall * (os.cpu_count() or 1)):.0f}% of the machine; "
+              f"the timings are trustworthy only if this is small)")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._threads import matmul_columns, tanh_inplace
 from .layers.conv2d import Conv2D
 from .layers.image_quotient import ImageQuotient
 from .layers.kernel_quotient import KernelQuotient
@@ -230,17 +231,26 @@ class Stage:
         :meth:`forward` keeps for the backward pass.
         """
         z, _ = self.conv.forward(stage_input, self._params_of(params, "conv"))
-        np.tanh(z, out=z)
-        z, _ = self.recombine1.forward(z, self._params_of(params, "recombine1"))
-        np.tanh(z, out=z)
-        features, _ = self.recombine2.forward(
-            z, self._params_of(params, "recombine2"))
+        tanh_inplace(z)
+        z = self._recombine_columns(z, "recombine1", params)
+        tanh_inplace(z)
+        features = self._recombine_columns(z, "recombine2", params)
         del z
         kernel, _ = self.kernel_quotient.forward(features[:, :self.n_pairs],
                                                  features[:, self.n_pairs:])
         latent, _ = self.image_quotient.forward(
             kernel, blurry, self._params_of(params, "image_quotient"))
         return kernel, latent
+
+    def _recombine_columns(self, z, layer_name, params):
+        """Recombine.forward (R1) with the pixels split over the cores."""
+        layer_params = self._params_of(params, layer_name)
+        n_batch, channels, height, width = z.shape
+        out = matmul_columns(layer_params["weight"].astype(z.dtype, copy=False),
+                             z.reshape(n_batch, channels, height * width))
+        if "bias" in layer_params:
+            out += layer_params["bias"].astype(z.dtype, copy=False)[:, None]
+        return out.reshape(n_batch, -1, height, width)
 
     def backward(self, dkernel, dlatent, cache, *, input_grad=True):
         """Back-propagate through the stage (N6)-(N9).
