@@ -2,21 +2,24 @@
 
 Run from the repository root::
 
-    python benchmarks/bench_training.py            # everything, ~1-2 minutes
+    python benchmarks/bench_training.py            # everything, under a minute
     python benchmarks/bench_training.py --quick    # smoke run: 1 timed step each
     python benchmarks/bench_training.py --all      # also the 25 and 33 px networks
     python benchmarks/bench_training.py --steps 10 --sections throughput,profile
 
 The PyTorch comparison needs a Python with torch (not a dependency of
-refdeblur); without it that section prints "torch not installed". To run it::
+refdeblur); without it the PyTorch columns read "torch not installed" and
+only refdeblur's one-stage times are printed. To run it::
 
     python3 -m venv /tmp/torchvenv
     /tmp/torchvenv/bin/pip install torch==2.13.0 numpy scipy
     /tmp/torchvenv/bin/pip install -e .
     /tmp/torchvenv/bin/python benchmarks/bench_training.py --sections torch
 
-Timings are wall-clock and meant for an otherwise idle machine; the header
-prints the load average so that a busy machine shows.
+Timings are wall-clock and meant for an otherwise idle machine: the header
+prints the load average, and the last line the CPU time that other processes
+used during the run (from ``/proc/stat`` minus this process's own), so that a
+busy machine shows.
 
 What is measured
 ----------------
@@ -42,6 +45,8 @@ benchmark needs no data set.
    targets``, passes the true kernels as float32: ``make_batch`` returns
    float64 kernels, which makes the loss gradient float64 and with it the
    backward pass of the last stage's quotients, recombinations and tanh.
+   A small table after it shows which method ``Conv2D(method="auto")``
+   picks for the stage's convolutions, with the cost model's predictions.
 3. *Profile* of the 17 px, 3-stage, float32 step (shipped path), split into
    convolution (``Conv2D.forward``/``backward``, so the Numba kernels and the
    FFT path of ``conv2d.py`` with its own scipy.fft calls), the FFTs of the
@@ -64,9 +69,10 @@ benchmark needs no data set.
      except the quotient layers calling ``_fft``, whose cumulative time is
      subtracted from theirs; the script checks with cProfile's caller
      records that ``_fft`` is called only from the quotient solver); "rest"
-     is the profile's total minus all categories. cProfile inflates
-     Python-heavy code (many small calls), so its shares of data generation
-     and bookkeeping come out larger than the timers'.
+     is the profile's total minus all categories. cProfile's overhead
+     falls on Python-heavy code (many small calls), so its shares of data
+     generation and bookkeeping can come out somewhat larger than the
+     timers'.
 
    Both splits sum to 100 % by construction. The top functions by own time
    follow.
@@ -80,8 +86,13 @@ benchmark needs no data set.
    no input gradient) and stage 3 (blurry and latent image in, 4 pairs,
    input gradient). First the two are checked to compute the same function
    in float64 (same weights, relative differences of outputs and all
-   gradients). Times are the median of ``--repeats`` calls after two warm-up
-   calls; the ratio is refdeblur / PyTorch (below 1: refdeblur faster).
+   gradients). Times are the median and the best of ``--repeats`` calls after
+   two warm-up calls, the implementations called in turn (one call each per
+   round); the ratios are refdeblur / PyTorch (below 1: refdeblur faster). A
+   column gives refdeblur's time with the kernel gradient in float64, as
+   ``training_step`` passes it. Then stage 3 layer by layer (each layer's
+   forward + backward on the stage's real intermediate values), to show
+   where the difference comes from.
 """
 
 import refdeblur  # noqa: F401  (first: sets OPENBLAS_NUM_THREADS=1 before NumPy loads)
@@ -571,15 +582,14 @@ def torch_agreement(torch, reference, images):
 def bench_torch(images, repeats):
     torch, reference = _import_torch_reference()
     if torch is None:
-        print_table("One stage: refdeblur vs PyTorch (float32, batch 4, crop 128, f=9)",
-                    ["stage", "refdeblur ms", "PyTorch ms", "ratio"],
-                    [["-", "-", "torch not installed", "-"]])
-        return
-    torch.set_num_threads(2)
-    print(f"\nPyTorch {torch.__version__}, torch.get_num_threads() = "
-          f"{torch.get_num_threads()}, MKL {torch.backends.mkl.is_available()}, "
-          f"oneDNN {torch.backends.mkldnn.is_available()}")
-    torch_agreement(torch, reference, images)
+        print("\nPyTorch: torch not installed (the PyTorch columns are skipped; see "
+              "the module docstring for how to run them)")
+    else:
+        torch.set_num_threads(2)
+        print(f"\nPyTorch {torch.__version__}, torch.get_num_threads() = "
+              f"{torch.get_num_threads()}, MKL {torch.backends.mkl.is_available()}, "
+              f"oneDNN {torch.backends.mkldnn.is_available()}")
+        torch_agreement(torch, reference, images)
 
     dtype = np.float32
     net = make_net(17, dtype)
@@ -594,28 +604,41 @@ def bench_torch(images, repeats):
             _refdeblur_forward_backward(stage, net.params, stage_input, blurry,
                                         true_kernel, dlatent, gradient_dtype)
 
-        ours_times = _median_time(ours, repeats)
-        ours64_times = _median_time(lambda: ours(np.float64), repeats)
-        module = reference.TorchStage(stage.in_channels, 17, FILTER_SIZE, stage.n_pairs,
-                                      n_filters=N_FILTERS, n_hidden=N_HIDDEN)
-        module = module.to(torch.float32).load_refdeblur_params(net.params, stage.prefix)
-        t_input = torch.from_numpy(stage_input).requires_grad_(stage.in_channels > 1)
-        torch_median, torch_best = reference.time_forward_backward(
-            module, t_input, torch.from_numpy(blurry), torch.from_numpy(true_kernel),
-            torch.from_numpy(dlatent), repeats=repeats)
-        rows.append([label, f"{ours_times[0] * 1e3:.1f}", f"{ours_times[1] * 1e3:.1f}",
-                     f"{ours64_times[0] * 1e3:.1f}",
-                     f"{torch_median * 1e3:.1f}", f"{torch_best * 1e3:.1f}",
-                     f"{ours_times[0] / torch_median:.2f}"])
+        functions = [ours, lambda: ours(np.float64)]
+        if torch is not None:
+            module = reference.TorchStage(stage.in_channels, 17, FILTER_SIZE,
+                                          stage.n_pairs, n_filters=N_FILTERS,
+                                          n_hidden=N_HIDDEN)
+            module = module.to(torch.float32).load_refdeblur_params(net.params,
+                                                                    stage.prefix)
+            t_input = torch.from_numpy(stage_input).requires_grad_(stage.in_channels > 1)
+            t_args = (module, t_input, torch.from_numpy(blurry),
+                      torch.from_numpy(true_kernel), torch.from_numpy(dlatent))
+            functions.append(lambda: reference.forward_backward(*t_args))
+        times = _interleaved_times(functions, repeats)
+        (ours_median, ours_best), (ours64_median, _) = times[0], times[1]
+        row = [label, f"{ours_median * 1e3:.1f}", f"{ours_best * 1e3:.1f}",
+               f"{ours64_median * 1e3:.1f}"]
+        if torch is None:
+            row += ["torch not installed", "-", "-", "-"]
+        else:
+            torch_median, torch_best = times[2]
+            row += [f"{torch_median * 1e3:.1f}", f"{torch_best * 1e3:.1f}",
+                    f"{ours_median / torch_median:.2f}", f"{ours_best / torch_best:.2f}"]
+        rows.append(row)
     print_table(f"One stage forward + backward: refdeblur vs PyTorch (float32, batch "
                 f"{BATCH}, crop {CROP}, f={FILTER_SIZE}; median of {repeats})",
                 ["stage", "refdeblur ms", "refdeblur best ms",
                  "refdeblur, f64 dkernel ms", "PyTorch ms", "PyTorch best ms",
-                 "ratio refdeblur/PyTorch"], rows,
+                 "ratio of medians", "ratio of bests"], rows,
                 note="refdeblur, f64 dkernel: the kernel-loss gradient handed to the "
                      "stage as float64, as training_step does when the true kernels are "
-                     "float64. ratio: medians, float32 gradient.")
-    torch_layers(torch, reference, net, 2, images, repeats)
+                     "float64. The implementations run in turn, one call each per round, "
+                     "so that a slow spell of the machine hits all of them. Ratios: "
+                     "refdeblur (float32 gradient) / PyTorch; below 1, refdeblur is "
+                     "faster.")
+    if torch is not None:
+        torch_layers(torch, reference, net, 2, images, repeats)
 
 
 def torch_layers(torch, reference, net, stage_index, images, repeats):
@@ -703,8 +726,7 @@ def torch_layers(torch, reference, net, stage_index, images, repeats):
     rows = []
     totals = [0.0, 0.0]
     for label, ours, theirs in pieces:
-        ours_median = _median_time(ours, repeats)[0]
-        theirs_median = _median_time(theirs, repeats)[0]
+        (ours_median, _), (theirs_median, _) = _interleaved_times([ours, theirs], repeats)
         count = 2 if label.startswith("tanh") else 1
         totals[0] += count * ours_median
         totals[1] += count * theirs_median
@@ -719,15 +741,18 @@ def torch_layers(torch, reference, net, stage_index, images, repeats):
                      "upstream gradient; PyTorch by autograd on leaf tensors.")
 
 
-def _median_time(function, repeats, warmup=2):
-    for _ in range(warmup):
-        function()
-    times = []
+def _interleaved_times(functions, repeats, warmup=2):
+    """(median, best) seconds of each function, called in turn ``repeats`` times."""
+    for function in functions:
+        for _ in range(warmup):
+            function()
+    times = [[] for _ in functions]
     for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)), float(np.min(times))
+        for function, record in zip(functions, times):
+            start = time.perf_counter()
+            function()
+            record.append(time.perf_counter() - start)
+    return [(float(np.median(t)), float(np.min(t))) for t in times]
 
 
 # ---------------------------------------------------------------------------
@@ -746,7 +771,7 @@ def main(argv=None):
     parser.add_argument("--profile-steps", type=int, default=None,
                         help="steps per profiling method (default 3, quick 1)")
     parser.add_argument("--repeats", type=int, default=None,
-                        help="repeats of the one-stage timings (default 10, quick 2)")
+                        help="repeats of the one-stage timings (default 15, quick 2)")
     parser.add_argument("--all", action="store_true",
                         help="also the 25 and 33 px networks (3 stages, finest scale "
                              "trainable)")
@@ -759,7 +784,7 @@ def main(argv=None):
         parser.error(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")
     steps = args.steps or (1 if args.quick else 5)
     profile_steps = args.profile_steps or (1 if args.quick else 3)
-    repeats = args.repeats or (2 if args.quick else 10)
+    repeats = args.repeats or (2 if args.quick else 15)
     if min(steps, profile_steps, repeats) < 1:
         parser.error("--steps, --profile-steps and --repeats must be >= 1")
 

@@ -42,7 +42,11 @@ tensors autograd needs, where refdeblur keeps hand-picked caches and
 evaluates the derived backward formulas), its convolutions are oneDNN/ATen
 direct kernels (no FFT path) and its FFTs are ATen's (MKL or pocketfft),
 against refdeblur's Numba kernels, FFT convolution path and scipy's
-pocketfft. Float32 results agree to rounding only.
+pocketfft. In ``bench_training.py``'s stage timing PyTorch does not compute
+the gradient with respect to the blurry image (it does not require one),
+while refdeblur's ``ImageQuotient.backward`` always does (one more inverse
+FFT of the padded grid and the replicate-padding adjoint); its layer-by-layer
+table makes both compute it. Float32 results agree to rounding only.
 """
 
 import math

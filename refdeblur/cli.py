@@ -226,6 +226,9 @@ def _add_export_parser(subparsers):
                     "time and validation curve.")
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     parser.add_argument("out", type=Path, metavar="OUT.npz")
+    parser.add_argument("--stages", type=int, default=None,
+                        help="keep only the first STAGES stages of every scale "
+                             "(when later ones are not trained yet)")
     parser.add_argument("--overwrite", action="store_true")
     parser.set_defaults(handler=_run_export)
 
@@ -271,7 +274,7 @@ def _run_export(args):
     records = read_log(args.run_dir / "log.jsonl") if (
         args.run_dir / "log.jsonl").is_file() else []
     curve = [[r["step"], r["validation"]] for r in records if "validation" in r]
-    net = export_model(checkpoint, args.out)
+    net = export_model(checkpoint, args.out, n_stages=args.stages)
     from .model_io import read_model_file
     _, header, _ = read_model_file(args.out)
     training = header["metadata"]["training"]

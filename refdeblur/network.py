@@ -389,6 +389,22 @@ class Network:
         return Network(self.architecture,
                        {k: v.astype(dtype) for k, v in self.params.items()})
 
+    def truncated(self, n_stages):
+        """A network of the first ``n_stages`` stages of every scale.
+
+        Shares no arrays with this one. Used to ship a network whose later
+        stages are not trained well enough yet (``refdeblur export-model
+        --stages``).
+        """
+        arch = self.architecture
+        if not 1 <= n_stages <= arch.n_stages:
+            raise ValueError(f"n_stages must be in 1..{arch.n_stages}")
+        shorter = dataclasses.replace(arch, n_stages=n_stages,
+                                      n_pairs=arch.n_pairs[:n_stages])
+        keep = {name: value.copy() for name, value in self.params.items()
+                if int(name.split(".")[1][len("stage"):]) <= n_stages}
+        return Network(shorter, keep)
+
     def scale_shapes(self, image_shape):
         """Image size at every scale, coarse to fine.
 

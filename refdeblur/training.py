@@ -384,11 +384,13 @@ def default_config(kernel_size, **overrides):
     return config
 
 
-def export_model(checkpoint_path, out_path, *, dtype=np.float32, metadata=None):
+def export_model(checkpoint_path, out_path, *, dtype=np.float32, metadata=None,
+                 n_stages=None):
     """Write the network of a training checkpoint as a compact model file.
 
     Drops the optimiser state and casts the parameters to ``dtype``
-    (float32 halves the file; inference runs in float32 anyway). The
+    (float32 halves the file; inference runs in float32 anyway); with
+    ``n_stages``, keeps only the first stages of every scale. The
     checkpoint's training state (configuration, step, elapsed time) is kept
     in the metadata under ``"training"``, next to the caller's ``metadata``.
 
@@ -402,6 +404,9 @@ def export_model(checkpoint_path, out_path, *, dtype=np.float32, metadata=None):
     record = {"training": {key: state[key] for key in ("step", "elapsed_seconds", "config")
                            if key in state}}
     record.update(metadata or {})
+    if n_stages is not None and n_stages != net.architecture.n_stages:
+        net = net.truncated(n_stages)
+        record["training"]["exported_stages"] = n_stages
     exported = net.astype(dtype)
     save_model(exported, out_path, metadata=record)
     return exported

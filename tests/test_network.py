@@ -210,3 +210,21 @@ def test_architecture_dict_round_trip():
         Architecture.from_dict({**arch.to_dict(), "colour": "red"})
     with pytest.raises(ValueError, match="one entry per stage"):
         Architecture(n_pairs=(2, 2))
+
+
+def test_truncated_network_runs_the_first_stages(rng):
+    net = build_network(7, rng=rng, kernel_sizes=(5, 7), filter_sizes=(3, 5),
+                        n_filters=4, n_hidden=4)
+    image = rng.random((33, 29))
+    short = net.truncated(2)
+    assert short.architecture.n_stages == 2
+    assert short.architecture.n_pairs == net.architecture.n_pairs[:2]
+    assert not any(".stage3." in name for name in short.params)
+    # the coarse scale of the short network runs 2 stages, so compare with
+    # the full network's stage-2 kernel only where the scales agree
+    single = build_network(5, rng=rng, filter_sizes=(3,), n_filters=4, n_hidden=4)
+    np.testing.assert_allclose(single.truncated(2).forward(image).kernel,
+                               single.forward(image).stage_kernels[0][1],
+                               rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError):
+        net.truncated(4)

@@ -163,3 +163,18 @@ def test_plot_training(image_folder, tmp_path):
     assert result.returncode == 0, result.stderr
     png = tmp_path / "run" / "training.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the same run, exported as a compact model with its recipe
+    out = tmp_path / "k7.npz"
+    export = subprocess.run([sys.executable, "-m", "refdeblur", "export-model",
+                             str(tmp_path / "run"), str(out), "--stages", "2"],
+                            capture_output=True, text=True)
+    assert export.returncode == 0, export.stderr
+    net = load_model(out)
+    assert net.architecture.n_stages == 2 and net.dtype == np.float32
+    recipe = json.loads(out.with_suffix(".json").read_text())
+    assert recipe["steps"] == 6 and recipe["command"].startswith("refdeblur train")
+    assert recipe["validation_curve"][-1][0] == 6
+    again = subprocess.run([sys.executable, "-m", "refdeblur", "export-model",
+                            str(tmp_path / "run"), str(out)],
+                           capture_output=True, text=True)
+    assert again.returncode == 2 and "exists" in again.stderr
