@@ -508,7 +508,8 @@ class Network:
                              batch.shape[-2:])
         return output, cache
 
-    def backward(self, dkernel, cache, *, dlatent=None, input_grad=False):
+    def backward(self, dkernel, cache, *, dlatent=None, input_grad=False,
+                 trainable=None):
         """Gradients of a loss on the final kernel (and latent image).
 
         Parameters
@@ -521,12 +522,17 @@ class Network:
             ``dL/d latent`` of the final latent image.
         input_grad : bool, optional
             Also return ``dL/d image`` (for activation maximisation).
+        trainable : tuple of str, optional
+            Name prefixes of the parameters that need gradients (e.g.
+            ``("scale2.",)`` while the coarse scale is frozen). The backward
+            pass stops after the earliest stage that matches; the gradients
+            of the stages before it are left at zero. Default: all.
 
         Returns
         -------
         grads : dict
-            Keyed like ``params``; parameters of stages that did not run get
-            zero gradients.
+            Keyed like ``params``; parameters of stages that did not run (or
+            were not asked for) get zero gradients.
         dimage : ndarray or None
             ``dL/d image`` if ``input_grad``.
         """
@@ -539,15 +545,25 @@ class Network:
         dimage = None
         dlatent_next = dlatent
         dkernel_last = dkernel
+        # The earliest stage (scale, stage) whose parameters are needed: the
+        # chain rule need not go further back unless dL/d image is asked for.
+        needed = [(j, s) for j, stages in enumerate(self.scales)
+                  for s, stage in enumerate(stages)
+                  if trainable is None or stage.prefix.startswith(tuple(trainable))]
+        earliest = min(needed) if needed and not input_grad else (0, 0)
         for j in reversed(range(len(self.scales))):
+            if j < earliest[0]:
+                break
             scale_cache = cache.scales[j]
             stages = self.scales[j][:len(scale_cache.stages)]
             dblurry_total = None
             for s in reversed(range(len(stages))):
-                first_overall = (j == 0 and s == 0)
+                if (j, s) < earliest:
+                    break
+                first_needed = (j, s) == earliest
                 dinput, dblurry, stage_grads = stages[s].backward(
                     dkernel_last, dlatent_next, scale_cache.stages[s],
-                    input_grad=input_grad or not first_overall)
+                    input_grad=input_grad or not first_needed)
                 dkernel_last = None
                 for name, value in stage_grads.items():
                     grads[name] += value

@@ -192,12 +192,15 @@ def kernel_errors(net, images, true_kernels, *, n_stages=None, batch_size=8):
 def training_step(net, optimizer, outliers, blurry, true_kernels, phase):
     """One ADADELTA step on a mini-batch; returns per-example losses and the mask."""
     output, cache = net.forward_with_cache(blurry, n_stages=phase.n_stages)
-    residual = output.kernel - true_kernels
+    # in the network's precision: float64 targets would turn the backward
+    # pass of a float32 network into float64 up to the first convolution
+    residual = output.kernel - np.asarray(true_kernels, dtype=output.kernel.dtype)
     losses = np.sum(residual ** 2, axis=(1, 2))
     keep = outliers.mask(losses)
     if keep.sum() > 0:
         weights = keep[:, None, None] / keep.sum()
-        grads, _ = net.backward(2.0 * residual * weights, cache)
+        grads, _ = net.backward((2.0 * residual * weights).astype(residual.dtype),
+                                cache, trainable=phase.trainable)
         names = [name for name in net.params
                  if name.startswith(phase.trainable)]
         optimizer.update(net.params, grads, names)

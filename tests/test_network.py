@@ -228,3 +228,23 @@ def test_truncated_network_runs_the_first_stages(rng):
                                rtol=1e-12, atol=1e-14)
     with pytest.raises(ValueError):
         net.truncated(4)
+
+
+def test_backward_restricted_to_trainable_stages(rng):
+    # Stopping the chain rule before frozen stages must not change the
+    # gradients of the stages that train.
+    net = build_network(7, rng=rng, kernel_sizes=(5, 7), filter_sizes=(3, 5),
+                        n_filters=4, n_hidden=4)
+    image = rng.random((2, 31, 27))
+    output, cache = net.forward_with_cache(image)
+    dkernel = rng.standard_normal(output.kernel.shape)
+    full, _ = net.backward(dkernel, cache)
+    for trainable in (("scale2.",), ("scale2.stage2.", "scale2.stage3."),
+                      ("scale1.stage3.", "scale2.")):
+        part, _ = net.backward(dkernel, cache, trainable=trainable)
+        for name in net.params:
+            if name.startswith(trainable):
+                np.testing.assert_allclose(part[name], full[name], rtol=1e-12,
+                                           atol=1e-15)
+    only_last, _ = net.backward(dkernel, cache, trainable=("scale2.stage3.",))
+    assert not np.any(only_last["scale1.stage1.conv.weight"])
