@@ -1,0 +1,34 @@
+"""Stored outputs of the shipped networks on a fixed input.
+
+Any change to the inference path or to a shipped model changes these
+kernels; regenerate ``tests/data/shipped_regression.npz`` on purpose with
+``python tests/make_regression_data.py`` when the change is intended.
+"""
+
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_regression_data import DATA, fixed_input  # noqa: E402
+
+from refdeblur import DeblurWarning, estimate_kernel  # noqa: E402
+from refdeblur.models import SHIPPED_KERNEL_SIZES, model_sha256, shipped_model_path  # noqa: E402
+
+
+@pytest.mark.parametrize("size", SHIPPED_KERNEL_SIZES)
+def test_shipped_model_reproduces_its_stored_kernel(size):
+    stored = np.load(DATA, allow_pickle=False)
+    if f"k{size}" not in stored:
+        pytest.skip(f"no {size} px model was shipped when the data was made")
+    path = shipped_model_path(size)
+    assert model_sha256(path) == str(stored[f"k{size}_sha256"]), (
+        f"the shipped {size} px model changed; regenerate {DATA.name} with "
+        f"python tests/make_regression_data.py")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeblurWarning)
+        kernel = estimate_kernel(fixed_input(), size)
+    np.testing.assert_allclose(kernel, stored[f"k{size}"], rtol=1e-4, atol=1e-6)
