@@ -21,7 +21,8 @@ from refdeblur.models import SHIPPED_KERNEL_SIZES, model_sha256, shipped_model_p
 
 @pytest.mark.parametrize("size", SHIPPED_KERNEL_SIZES)
 def test_shipped_model_reproduces_its_stored_kernel(size):
-    stored = np.load(DATA, allow_pickle=False)
+    with np.load(DATA, allow_pickle=False) as archive:
+        stored = {key: archive[key] for key in archive.files}
     if f"k{size}" not in stored:
         pytest.skip(f"no {size} px model was shipped when the data was made")
     path = shipped_model_path(size)
