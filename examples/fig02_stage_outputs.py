@@ -42,7 +42,6 @@ writes ``fig02_stage_outputs.png`` into the current directory, or into
 ``--out`` (a folder, or a file name ending in ``.png``).
 """
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -53,39 +52,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from skimage import data  # noqa: E402
 
-try:
-    import refdeblur
-except ImportError:  # running from a source checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import refdeblur
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _figure_common
+from _figure_common import figure_parser, layer_params, load_network, output_path  # noqa: E402
+
 from refdeblur.metrics import kernel_error_up_to_shift  # noqa: E402
-from refdeblur.models import load_shipped_model  # noqa: E402
 from refdeblur.training_data import make_pair  # noqa: E402
 
 NAME = "fig02_stage_outputs.png"
-
-
-def output_path(out):
-    """``out`` if it names a .png file, else ``out / NAME`` (default: ./NAME)."""
-    if out is None:
-        return Path(NAME)
-    out = Path(out)
-    if out.suffix.lower() == ".png":
-        return out
-    out.mkdir(parents=True, exist_ok=True)
-    return out / NAME
-
-
-def load_network(path):
-    """The model in ``path``, or the shipped 17 px network."""
-    return refdeblur.load_model(path) if path else load_shipped_model(17)
-
-
-def layer_params(net, stage, layer_name):
-    """The parameters of one layer of ``stage``, keyed by short name."""
-    start = f"{stage.prefix}{layer_name}."
-    return {name[len(start):]: value for name, value in net.params.items()
-            if name.startswith(start)}
 
 
 def first_stage_images(net, blurry):
@@ -191,26 +164,20 @@ def make_figure(net, crop, seed, n_channels):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=None,
-                        help="model file (default: the shipped 17 px network)")
-    parser.add_argument("--seed", type=int, default=1,
-                        help="random seed of the crop, kernel and noise (default 1)")
+    parser = figure_parser(__doc__, NAME,
+                           seed_help="random seed of the crop, kernel and noise (default 1)",
+                           quick_help="small crop, low resolution (for tests)")
     parser.add_argument("--channels", type=int, default=8,
                         help="convolution and hidden channels to show (default 8)")
     parser.add_argument("--crop", type=int, default=None,
                         help="side of the blurry crop (default 256; 96 with --quick)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help=f"output folder or .png file (default: ./{NAME})")
-    parser.add_argument("--quick", action="store_true",
-                        help="small crop, low resolution (for tests)")
     args = parser.parse_args(argv)
     net = load_network(args.model)
     crop = args.crop or (96 if args.quick else 256)
     if crop < net.min_image_size():
         parser.error(f"--crop must be at least {net.min_image_size()} px")
     fig = make_figure(net, crop, args.seed, args.channels)
-    path = output_path(args.out)
+    path = output_path(args.out, NAME)
     fig.savefig(path, dpi=80 if args.quick else 150)
     plt.close(fig)
     print(f"wrote {path}")

@@ -31,7 +31,6 @@ writes ``fig07_learned_filters.png`` into the current directory, or into
 ``--out`` (a folder, or a file name ending in ``.png``).
 """
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -41,30 +40,11 @@ matplotlib.use("Agg")  # no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-try:
-    import refdeblur
-except ImportError:  # running from a source checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import refdeblur
-from refdeblur.models import load_shipped_model  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _figure_common
+from _figure_common import figure_parser, load_network, output_path  # noqa: E402
+
 
 NAME = "fig07_learned_filters.png"
-
-
-def output_path(out):
-    """``out`` if it names a .png file, else ``out / NAME`` (default: ./NAME)."""
-    if out is None:
-        return Path(NAME)
-    out = Path(out)
-    if out.suffix.lower() == ".png":
-        return out
-    out.mkdir(parents=True, exist_ok=True)
-    return out / NAME
-
-
-def load_network(path):
-    """The model in ``path``, or the shipped 17 px network."""
-    return refdeblur.load_model(path) if path else load_shipped_model(17)
 
 
 def filter_grid(weights, cols, gap=1):
@@ -120,22 +100,17 @@ def make_figure(net, scale=1, cols=8):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=None,
-                        help="model file (default: the shipped 17 px network)")
+    parser = figure_parser(__doc__, NAME, seed=False,
+                           quick_help="lower resolution (for tests)")
     parser.add_argument("--scale", type=int, default=1,
                         help="which scale of a multi-scale model, 1 = coarsest "
                              "(default 1)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help=f"output folder or .png file (default: ./{NAME})")
-    parser.add_argument("--quick", action="store_true",
-                        help="lower resolution (for tests)")
     args = parser.parse_args(argv)
     net = load_network(args.model)
     if not 1 <= args.scale <= len(net.scales):
         parser.error(f"--scale must be in 1..{len(net.scales)}")
     fig = make_figure(net, args.scale)
-    path = output_path(args.out)
+    path = output_path(args.out, NAME)
     fig.savefig(path, dpi=80 if args.quick else 150)
     plt.close(fig)
     print(f"wrote {path}")

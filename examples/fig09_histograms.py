@@ -40,7 +40,6 @@ writes ``fig09_histograms.png`` into the current directory, or into
 ``--out`` (a folder, or a file name ending in ``.png``).
 """
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -49,15 +48,10 @@ import matplotlib
 matplotlib.use("Agg")  # no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from skimage import data  # noqa: E402
-from skimage.color import rgb2gray  # noqa: E402
 
-try:
-    import refdeblur
-except ImportError:  # running from a source checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import refdeblur
-from refdeblur.models import load_shipped_model  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _figure_common
+from _figure_common import figure_parser, gray_image, layer_params, load_network, output_path  # noqa: E402
+
 from refdeblur.training_data import make_pair  # noqa: E402
 
 NAME = "fig09_histograms.png"
@@ -71,37 +65,6 @@ STEPS = (("conv", "1. after the convolution"),
          ("recombine1", "3. after recombination 1"),
          ("tanh2", "4. after tanh 2 (hidden)"),
          ("features", "5. feature images x̃, ỹ"))
-
-
-def output_path(out):
-    """``out`` if it names a .png file, else ``out / NAME`` (default: ./NAME)."""
-    if out is None:
-        return Path(NAME)
-    out = Path(out)
-    if out.suffix.lower() == ".png":
-        return out
-    out.mkdir(parents=True, exist_ok=True)
-    return out / NAME
-
-
-def load_network(path):
-    """The model in ``path``, or the shipped 17 px network."""
-    return refdeblur.load_model(path) if path else load_shipped_model(17)
-
-
-def gray_image(name):
-    """A photo of ``skimage.data`` as grey float64 in [0, 1]."""
-    image = getattr(data, name)()
-    if image.ndim == 3:
-        return rgb2gray(image[..., :3])
-    return image.astype(np.float64) / 255.0
-
-
-def layer_params(net, stage, layer_name):
-    """The parameters of one layer of ``stage``, keyed by short name."""
-    start = f"{stage.prefix}{layer_name}."
-    return {name[len(start):]: value for name, value in net.params.items()
-            if name.startswith(start)}
 
 
 def first_stage_values(net, blurry):
@@ -189,19 +152,13 @@ def make_figure(pooled, n_crops, crop, kernel_size):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=None,
-                        help="model file (default: the shipped 17 px network)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="random seed of crops, kernels and noise (default 0)")
+    parser = figure_parser(__doc__, NAME,
+                           seed_help="random seed of crops, kernels and noise (default 0)",
+                           quick_help="few small crops, low resolution (for tests)")
     parser.add_argument("--crops", type=int, default=None,
                         help="number of blurry crops (default 32; 2 with --quick)")
     parser.add_argument("--crop", type=int, default=None,
                         help="side of the crops (default 128; 64 with --quick)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help=f"output folder or .png file (default: ./{NAME})")
-    parser.add_argument("--quick", action="store_true",
-                        help="few small crops, low resolution (for tests)")
     args = parser.parse_args(argv)
     net = load_network(args.model)
     n_crops = args.crops or (2 if args.quick else 32)
@@ -210,7 +167,7 @@ def main(argv=None):
         parser.error(f"--crop must be at least {net.min_image_size()} px")
     pooled = collect(net, n_crops, crop, args.seed)
     fig = make_figure(pooled, n_crops, crop, net.kernel_size)
-    path = output_path(args.out)
+    path = output_path(args.out, NAME)
     fig.savefig(path, dpi=80 if args.quick else 150)
     plt.close(fig)
     print(f"wrote {path}")

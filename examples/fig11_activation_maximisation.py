@@ -46,7 +46,6 @@ writes ``fig11_activation_maximisation.png`` into the current directory, or
 into ``--out`` (a folder, or a file name ending in ``.png``).
 """
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -58,34 +57,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.signal import fftconvolve  # noqa: E402
 
-try:
-    import refdeblur
-except ImportError:  # running from a source checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import refdeblur
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _figure_common
+from _figure_common import figure_parser, load_network, output_path  # noqa: E402
+
 from refdeblur import sample_kernel  # noqa: E402
 from refdeblur.metrics import kernel_error_up_to_shift  # noqa: E402
-from refdeblur.models import load_shipped_model  # noqa: E402
 
 NAME = "fig11_activation_maximisation.png"
 NOISE_STD = 0.01
 LEARNING_RATE = 0.05
-
-
-def output_path(out):
-    """``out`` if it names a .png file, else ``out / NAME`` (default: ./NAME)."""
-    if out is None:
-        return Path(NAME)
-    out = Path(out)
-    if out.suffix.lower() == ".png":
-        return out
-    out.mkdir(parents=True, exist_ok=True)
-    return out / NAME
-
-
-def load_network(path):
-    """The model in ``path``, or the shipped 17 px network."""
-    return refdeblur.load_model(path) if path else load_shipped_model(17)
 
 
 def blur(x, kernel):
@@ -198,11 +178,9 @@ def run(net, n_examples, side, iterations, n_stages, seed, log=print):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=None,
-                        help="model file (default: the shipped 17 px network)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="random seed of kernels, start and noise (default 0)")
+    parser = figure_parser(__doc__, NAME,
+                           seed_help="random seed of kernels, start and noise (default 0)",
+                           quick_help="2 examples, 4 iterations (for tests)")
     parser.add_argument("--examples", type=int, default=None,
                         help="number of target kernels (default 3; 2 with --quick)")
     parser.add_argument("--iterations", type=int, default=None,
@@ -212,10 +190,6 @@ def main(argv=None):
                              "in the paper)")
     parser.add_argument("--size", type=int, default=None,
                         help="side of the blurry image (default 64; 56 with --quick)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help=f"output folder or .png file (default: ./{NAME})")
-    parser.add_argument("--quick", action="store_true",
-                        help="2 examples, 4 iterations (for tests)")
     args = parser.parse_args(argv)
     net = load_network(args.model).astype(np.float64)
     if not 1 <= args.stages <= net.architecture.n_stages:
@@ -227,7 +201,7 @@ def main(argv=None):
     iterations = args.iterations or (4 if args.quick else 200)
     results = run(net, n_examples, side, iterations, args.stages, args.seed)
     fig = make_figure(results, args.stages, side, net.kernel_size)
-    path = output_path(args.out)
+    path = output_path(args.out, NAME)
     fig.savefig(path, dpi=80 if args.quick else 150)
     plt.close(fig)
     print(f"wrote {path}")

@@ -43,7 +43,6 @@ writes ``fig19_error_vs_image_size.png`` into the current directory, or into
 ``--out`` (a folder, or a file name ending in ``.png``).
 """
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -54,53 +53,19 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.signal import fftconvolve  # noqa: E402
-from skimage import data  # noqa: E402
-from skimage.color import rgb2gray  # noqa: E402
 
-try:
-    import refdeblur
-except ImportError:  # running from a source checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import refdeblur
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _figure_common
+from _figure_common import figure_parser, gray_image, load_network, output_path  # noqa: E402
+
+from refdeblur.inference import delta_kernel  # noqa: E402
 from refdeblur import sample_kernel  # noqa: E402
 from refdeblur.metrics import kernel_error_up_to_shift  # noqa: E402
-from refdeblur.models import load_shipped_model  # noqa: E402
 
 NAME = "fig19_error_vs_image_size.png"
 #: Public-domain / CC0 photos of skimage.data at least 400 px on each side.
 IMAGES = ("camera", "astronaut", "coffee", "rocket")
 SIZES = (64, 96, 128, 192, 256, 384)
 NOISE_STD = 0.01
-
-
-def output_path(out):
-    """``out`` if it names a .png file, else ``out / NAME`` (default: ./NAME)."""
-    if out is None:
-        return Path(NAME)
-    out = Path(out)
-    if out.suffix.lower() == ".png":
-        return out
-    out.mkdir(parents=True, exist_ok=True)
-    return out / NAME
-
-
-def load_network(path):
-    """The model in ``path``, or the shipped 17 px network."""
-    return refdeblur.load_model(path) if path else load_shipped_model(17)
-
-
-def gray_image(name):
-    """A photo of ``skimage.data`` as grey float64 in [0, 1]."""
-    image = getattr(data, name)()
-    if image.ndim == 3:
-        return rgb2gray(image[..., :3])
-    return image.astype(np.float64) / 255.0
-
-
-def delta_kernel(size):
-    kernel = np.zeros((size, size))
-    kernel[size // 2, size // 2] = 1.0
-    return kernel
 
 
 def nested_crops(image, sizes, rng):
@@ -207,17 +172,11 @@ def make_figure(errors, kernels, sizes, image_names, failures, kernel_size):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=None,
-                        help="model file (default: the shipped 17 px network)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="random seed of kernels, noise and crops (default 0)")
+    parser = figure_parser(__doc__, NAME,
+                           seed_help="random seed of kernels, noise and crops (default 0)",
+                           quick_help="one kernel, one photo, two sizes (for tests)")
     parser.add_argument("--kernels", type=int, default=None,
                         help="number of sampled kernels (default 3; 1 with --quick)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help=f"output folder or .png file (default: ./{NAME})")
-    parser.add_argument("--quick", action="store_true",
-                        help="one kernel, one photo, two sizes (for tests)")
     args = parser.parse_args(argv)
     net = load_network(args.model)
     n_kernels = args.kernels or (1 if args.quick else 3)
@@ -230,7 +189,7 @@ def main(argv=None):
                                                sizes, args.seed)
     fig = make_figure(errors, kernels, sizes, image_names, failures,
                       net.kernel_size)
-    path = output_path(args.out)
+    path = output_path(args.out, NAME)
     fig.savefig(path, dpi=80 if args.quick else 150)
     plt.close(fig)
     print(f"wrote {path}")

@@ -77,11 +77,13 @@ def load_script(script):
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
 def test_out_is_a_folder_or_a_png_file(script, tmp_path):
-    output_path = load_script(script).output_path
+    module = load_script(script)
     name = SCRIPTS[script]
-    assert output_path(None) == Path(name)
-    assert output_path(tmp_path / "my.png") == tmp_path / "my.png"
-    assert output_path(tmp_path / "new" / "dir") == tmp_path / "new" / "dir" / name
+    assert module.NAME == name
+    output_path = module.output_path          # from _figure_common
+    assert output_path(None, name) == Path(name)
+    assert output_path(tmp_path / "my.png", name) == tmp_path / "my.png"
+    assert output_path(tmp_path / "new" / "dir", name) == tmp_path / "new" / "dir" / name
     assert (tmp_path / "new" / "dir").is_dir()
 
 

@@ -1,0 +1,68 @@
+"""Helpers shared by the figure scripts of this folder.
+
+Each script puts this folder on ``sys.path`` and imports from here, so it
+runs from any working directory, installed or from a source checkout.
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+try:
+    import refdeblur
+except ImportError:  # running from a source checkout without installing
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import refdeblur
+from refdeblur.models import load_shipped_model  # noqa: E402
+
+
+def output_path(out, name):
+    """``out`` if it names a .png file, else ``out / name`` (default: ./name)."""
+    if out is None:
+        return Path(name)
+    out = Path(out)
+    if out.suffix.lower() == ".png":
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    return out / name
+
+
+def load_network(path):
+    """The model in ``path``, or the shipped 17 px network."""
+    return refdeblur.load_model(path) if path else load_shipped_model(17)
+
+
+def layer_params(net, stage, layer_name):
+    """The parameters of one layer of ``stage``, keyed by short name."""
+    start = f"{stage.prefix}{layer_name}."
+    return {name[len(start):]: value for name, value in net.params.items()
+            if name.startswith(start)}
+
+
+def gray_image(name):
+    """A photo of ``skimage.data`` as grey float64 in [0, 1]."""
+    from skimage import data
+    from skimage.color import rgb2gray
+
+    image = getattr(data, name)()
+    if image.ndim == 3:
+        return rgb2gray(image[..., :3])
+    return image.astype(np.float64) / 255.0
+
+
+def figure_parser(doc, name, *, seed_help="random seed (default 0)",
+                  quick_help="small and fast (for tests)", model=True, seed=True):
+    """The options the figure scripts share: --model, --seed, --out, --quick."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    if model:
+        parser.add_argument("--model", type=Path, default=None,
+                            help="model file (default: the shipped 17 px network)")
+    if seed:
+        parser.add_argument("--seed", type=int, default=0, help=seed_help)
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"output folder or .png file (default: ./{name})")
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    return parser
