@@ -419,7 +419,7 @@ def deblur(image, kernel_size=25, *, channel_axis=None, model=None,
 def _image_quotient(planes, kernel, net):
     """Eq. 5 on every channel with the learned beta_x of the last stage."""
     last_scale = len(net.architecture.kernel_sizes)
-    last_stage = net.architecture.n_stages
+    last_stage = net.architecture.inference_stages or net.architecture.n_stages
     log_beta = net.params[f"scale{last_scale}.stage{last_stage}"
                           f".image_quotient.log_beta"]
     layer = ImageQuotient(kernel.shape[0])

@@ -72,6 +72,10 @@ class Architecture:
     #: through the threshold) instead of a random-signed one. None: plain
     #: Glorot initialisation of every row.
     paired_init_noise: float = 0.3
+    #: Stages of the finest scale that :meth:`Network.forward` runs when not
+    #: told otherwise; None: all. Set by ``refdeblur export-model --stages``
+    #: for a multi-scale network whose last stages are not trained yet.
+    inference_stages: int = None
 
     def __post_init__(self):
         sizes = tuple(int(m) for m in self.kernel_sizes)
@@ -84,6 +88,10 @@ class Architecture:
             raise ValueError(f"n_pairs needs one entry per stage "
                              f"({self.n_stages}), got {self.n_pairs}")
         object.__setattr__(self, "n_pairs", pairs)
+        if self.inference_stages is not None and not (
+                1 <= int(self.inference_stages) <= self.n_stages):
+            raise ValueError(f"inference_stages must be in 1..{self.n_stages}, "
+                             f"got {self.inference_stages}")
         for name in ("filter_sizes", "taper_widths"):
             value = getattr(self, name)
             if value is None:
@@ -441,6 +449,7 @@ class Network:
         n_stages : int, optional
             Run only the first ``n_stages`` stages of the finest scale (used
             by stage-wise training); coarser scales always run all stages.
+            Default: ``architecture.inference_stages``, else all.
 
         Returns
         -------
@@ -461,7 +470,10 @@ class Network:
             raise ValueError(f"expected an (H, W) or (N, H, W) image, got "
                              f"shape {image.shape}")
         batch = batch.astype(self.dtype, copy=False)
-        n_final = self.architecture.n_stages if n_stages is None else n_stages
+        arch = self.architecture
+        if n_stages is None:
+            n_stages = arch.inference_stages or arch.n_stages
+        n_final = n_stages
         if not 1 <= n_final <= self.architecture.n_stages:
             raise ValueError(f"n_stages must be in 1..{self.architecture.n_stages}")
         if min(batch.shape[-2:]) < self.min_image_size():

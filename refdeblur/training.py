@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .model_io import read_model_file, save_model
-from .network import build_network
+from .network import Network, build_network
 from .training_plot import read_log
 
 
@@ -408,7 +408,14 @@ def export_model(checkpoint_path, out_path, *, dtype=np.float32, metadata=None,
                            if key in state}}
     record.update(metadata or {})
     if n_stages is not None and n_stages != net.architecture.n_stages:
-        net = net.truncated(n_stages)
+        if len(net.architecture.kernel_sizes) == 1:
+            net = net.truncated(n_stages)
+        else:
+            # the coarse scales were trained with all their stages: keep
+            # them, and run only the first stages of the finest scale
+            net = Network(dataclasses.replace(net.architecture,
+                                              inference_stages=n_stages),
+                          net.params)
         record["training"]["exported_stages"] = n_stages
     exported = net.astype(dtype)
     save_model(exported, out_path, metadata=record)

@@ -248,3 +248,19 @@ def test_backward_restricted_to_trainable_stages(rng):
                                            atol=1e-15)
     only_last, _ = net.backward(dkernel, cache, trainable=("scale2.stage3.",))
     assert not np.any(only_last["scale1.stage1.conv.weight"])
+
+
+def test_inference_stages_sets_the_default_of_forward(rng):
+    import dataclasses
+
+    from refdeblur.network import Network
+    net = build_network(7, rng=rng, kernel_sizes=(5, 7), filter_sizes=(3, 5),
+                        n_filters=4, n_hidden=4)
+    image = rng.random((33, 29))
+    short = Network(dataclasses.replace(net.architecture, inference_stages=2),
+                    net.params)
+    np.testing.assert_array_equal(short.forward(image).kernel,
+                                  net.forward(image, n_stages=2).kernel)
+    assert Architecture.from_dict(short.architecture.to_dict()) == short.architecture
+    with pytest.raises(ValueError, match="inference_stages"):
+        dataclasses.replace(net.architecture, inference_stages=4)
