@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import refdeblur  # noqa: F401  (first: it limits OpenBLAS to one thread before NumPy loads)
+from _bench_common import best_time  # noqa: E402  (this folder)
 import numpy as np
 
 from refdeblur import build_network
@@ -57,16 +58,6 @@ def _is_shipped(kernel_size):
     except ValueError:
         return False
     return True
-
-
-def best_time(function, repeats):
-    function()                                    # warm-up: Numba, FFT plans
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def estimation_table(sides, repeats):

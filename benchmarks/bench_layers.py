@@ -16,9 +16,9 @@ table rows; :func:`main` prints them. The per-layer section at the end of
 import argparse
 import os
 import platform
-import time
 
 import refdeblur  # noqa: F401  (first: it limits OpenBLAS to one thread before NumPy loads)
+from _bench_common import best_time, print_table  # noqa: E402  (this folder)
 import numpy as np
 from scipy import signal
 
@@ -30,18 +30,6 @@ from refdeblur.layers.conv2d import Conv2D
 # ---------------------------------------------------------------------------
 
 
-def best_time(function, repeats, warmup=1):
-    """Best wall time of ``function()`` in seconds over ``repeats`` calls."""
-    for _ in range(warmup):
-        function()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def blas_gflops(dtype, size=2048, repeats=3):
     """GFLOP/s of one large square matrix product: the machine's practical peak."""
     rng = np.random.default_rng(0)
@@ -49,16 +37,6 @@ def blas_gflops(dtype, size=2048, repeats=3):
     b = rng.standard_normal((size, size)).astype(dtype)
     seconds = best_time(lambda: a @ b, repeats)
     return 2.0 * size ** 3 / seconds / 1e9
-
-
-def print_table(title, header, rows):
-    """Print rows (lists of already formatted strings) as an aligned table."""
-    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
-    print(f"\n## {title}\n")
-    print("| " + " | ".join(str(h).ljust(w) for h, w in zip(header, widths)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for row in rows:
-        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")
 
 
 def conv_macs(n_batch, in_channels, out_channels, height, width, f):

@@ -96,6 +96,7 @@ benchmark needs no data set.
 """
 
 import refdeblur  # noqa: F401  (first: sets OPENBLAS_NUM_THREADS=1 before NumPy loads)
+from _bench_common import print_table  # noqa: E402  (this folder)
 
 import argparse
 import contextlib
@@ -148,18 +149,6 @@ WARMUP_STEPS = 1
 # ---------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------
-
-def print_table(title, header, rows, note=None):
-    """Print rows (lists of already formatted strings) as a Markdown table."""
-    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
-    print(f"\n## {title}\n")
-    print("| " + " | ".join(str(h).ljust(w) for h, w in zip(header, widths)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for row in rows:
-        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")
-    if note:
-        print(f"\n{note}")
-    sys.stdout.flush()
 
 
 def benchmark_images():
