@@ -243,35 +243,42 @@ class Stage:
                            rec2_cache, kq_cache, iq_cache)
         return kernel, latent, cache
 
-    def predict(self, stage_input, blurry, params):
+    def predict(self, stage_input, blurry, params, *, prepared_blurry=None):
         """:meth:`forward` for inference: the same numbers, no cache.
+
+        ``prepared_blurry`` (:meth:`ImageQuotient.prepare_blurry` of
+        ``blurry``) lets the stages of a scale share the transform of the
+        blurry image.
 
         Each intermediate stack of images is overwritten or released as soon
         as the next one exists (tanh runs in place), so a stage needs about
         two stacks of ``n_filters`` images instead of the five that
         :meth:`forward` keeps for the backward pass. In float32 with Numba,
-        tanh, recombination, tanh and recombination run fused, a row at a
-        time (:mod:`refdeblur._features_numba`; its tanh is a rational
+        convolution, tanh, recombination, tanh and recombination run fused,
+        a row at a time, so not even the convolution output is stored
+        (:mod:`refdeblur._features_numba`; its tanh is a rational
         approximation within 4.1e-7 of the true one); in float64 they are
-        the NumPy layers, and the numbers are those of :meth:`forward`.
+        the layers themselves, and the numbers are those of :meth:`forward`.
         """
-        z, _ = self.conv.forward(stage_input, self._params_of(params, "conv"))
-        if _fused_head_available(z.dtype):
+        if _fused_head_available(stage_input.dtype):
+            conv = self._params_of(params, "conv")
             first = self._params_of(params, "recombine1")
             second = self._params_of(params, "recombine2")
-            features = _features_numba.feature_head(
-                z, first["weight"], second["weight"],
-                first.get("bias"), second.get("bias"))
+            features = _features_numba.stage_features(
+                stage_input, conv["weight"], first["weight"], second["weight"],
+                conv.get("bias"), first.get("bias"), second.get("bias"))
         else:
+            z, _ = self.conv.forward(stage_input, self._params_of(params, "conv"))
             tanh_inplace(z)
             z = self._recombine_columns(z, "recombine1", params)
             tanh_inplace(z)
             features = self._recombine_columns(z, "recombine2", params)
-        del z
+            del z
         kernel, _ = self.kernel_quotient.forward(features[:, :self.n_pairs],
                                                  features[:, self.n_pairs:])
         latent, _ = self.image_quotient.forward(
-            kernel, blurry, self._params_of(params, "image_quotient"))
+            kernel, blurry, self._params_of(params, "image_quotient"),
+            prepared=prepared_blurry)
         return kernel, latent
 
     def _recombine_columns(self, z, layer_name, params):
@@ -521,6 +528,8 @@ class Network:
                 latent, up_cache = up.forward(latent)                 # (N11)
             count = n_final if j == len(self.scales) - 1 else len(stages)
             kernels, stage_caches = [], []
+            prepared = (None if keep_cache
+                        else stages[0].image_quotient.prepare_blurry(blurry))
             for stage in stages[:count]:
                 if latent is None:
                     stage_input = blurry[:, None]
@@ -532,7 +541,8 @@ class Network:
                     stage_caches.append(cache)
                 else:
                     kernel, latent = stage.predict(stage_input, blurry,
-                                                   self.params)
+                                                   self.params,
+                                                   prepared_blurry=prepared)
                 kernels.append(kernel[0] if single else kernel)
             stage_kernels.append(kernels)
             scale_caches.append(_ScaleCache(down_cache, up_cache,

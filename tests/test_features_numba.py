@@ -1,7 +1,7 @@
-"""The fused float32 feature head of the inference path (refdeblur._features_numba).
+"""The fused float32 feature extraction of the inference path (refdeblur._features_numba).
 
-Oracles: ``np.tanh`` in float64 for the rational tanh, and the NumPy layers
-(Tanh, Recombine) in float64 for the whole head. Also run with
+Oracles: ``np.tanh`` in float64 for the rational tanh, and the layers
+(Conv2D, Tanh, Recombine) in float64 for the whole pipeline. Also run with
 ``NUMBA_DISABLE_JIT=1`` by .ci/run.
 """
 
@@ -10,7 +10,8 @@ import pytest
 
 from refdeblur import build_network
 from refdeblur._features_numba import (TANH_CLAMP, TANH_TERMS, fast_tanh,
-                                       feature_head, lambert_tanh_coefficients)
+                                       lambert_tanh_coefficients, stage_features)
+from refdeblur.layers.conv2d import Conv2D
 from refdeblur.layers.recombine import Recombine
 from refdeblur.layers.tanh import Tanh
 
@@ -40,36 +41,45 @@ def test_fast_tanh_is_within_4_2e_7_of_tanh_everywhere():
 
 
 @pytest.mark.parametrize("with_bias", [False, True])
-@pytest.mark.parametrize("shape", [(1, 6, 5, 7), (2, 32, 9, 37)])
-def test_feature_head_matches_the_numpy_layers(shape, with_bias, rng):
+@pytest.mark.parametrize("shape, filter_size", [((1, 1, 9, 11), 3), ((2, 2, 14, 40), 5),
+                                                ((1, 2, 9, 9), 9)])
+def test_stage_features_match_the_numpy_layers(shape, filter_size, with_bias, rng):
     n_batch, channels, height, width = shape
-    hidden, outputs = 5, 4
-    z = rng.standard_normal(shape) * 2.0
-    first, second = Recombine(channels, hidden, bias=with_bias), Recombine(hidden, outputs, bias=with_bias)
-    params1 = first.init_params(rng)
-    params2 = second.init_params(rng)
+    n_filters, hidden, outputs = 6, 5, 4
+    conv = Conv2D(channels, n_filters, filter_size, bias=with_bias)
+    first = Recombine(n_filters, hidden, bias=with_bias)
+    second = Recombine(hidden, outputs, bias=with_bias)
+    conv_params, params1, params2 = (layer.init_params(rng) for layer in (conv, first, second))
     if with_bias:
+        conv_params["bias"] = rng.standard_normal(n_filters)
         params1["bias"] = rng.standard_normal(hidden)
         params2["bias"] = rng.standard_normal(outputs)
-    a, _ = Tanh().forward(z)
+    x = rng.random(shape) * 4.0
+    a, _ = conv.forward(x, conv_params)
+    a, _ = Tanh().forward(a)
     a, _ = first.forward(a, params1)
     a, _ = Tanh().forward(a)
     expected, _ = second.forward(a, params2)
-    fused = feature_head(z.astype(np.float32), params1["weight"], params2["weight"],
-                         params1.get("bias"), params2.get("bias"))
+    fused = stage_features(x.astype(np.float32), conv_params["weight"],
+                           params1["weight"], params2["weight"], conv_params.get("bias"),
+                           params1.get("bias"), params2.get("bias"))
     assert fused.dtype == np.float32 and fused.shape == expected.shape
     scale = np.abs(expected).max()
     assert np.abs(fused - expected).max() <= 2e-6 * max(1.0, scale)
 
 
-def test_feature_head_rejects_shapes_that_do_not_chain(rng):
+def test_stage_features_reject_bad_shapes():
     with pytest.raises(ValueError, match="do not chain"):
-        feature_head(np.zeros((1, 3, 4, 4), np.float32), np.zeros((5, 4)), np.zeros((2, 5)))
+        stage_features(np.zeros((1, 3, 8, 8), np.float32), np.zeros((4, 3, 3, 3)),
+                       np.zeros((5, 3)), np.zeros((2, 5)))
+    with pytest.raises(ValueError, match="smaller than"):
+        stage_features(np.zeros((1, 1, 4, 8), np.float32), np.zeros((4, 1, 5, 5)),
+                       np.zeros((5, 4)), np.zeros((2, 5)))
 
 
-def test_float32_network_with_the_fused_head_matches_float64(rng):
+def test_float32_network_with_the_fused_features_matches_float64(rng):
     # The paper-sized stage (32 filters, 32 hidden units), where the fused
-    # head runs in float32 and NumPy runs the float64 reference.
+    # kernel runs in float32 and NumPy runs the float64 reference.
     net = build_network(9, rng=rng, filter_sizes=(5,))
     image = rng.random((60, 52))
     k64 = net.forward(image).kernel

@@ -21,7 +21,7 @@ class QuotientCache(NamedTuple):
     shape: tuple             # (H, W), for irfft2 with odd sizes
 
 
-def quotient_forward(a, b, beta):
+def quotient_forward(a, b, beta, *, spectrum_b=None):
     """Solve the per-frequency least-squares problem (Q1)-(Q3).
 
     Parameters
@@ -30,6 +30,8 @@ def quotient_forward(a, b, beta):
         Real; ``a`` the "sharp" and ``b`` the "blurry" signals.
     beta : float or ndarray of shape (N, 1, 1)
         Regulariser, > 0.
+    spectrum_b : ndarray of shape (N, n, H, W//2+1), optional
+        ``rfft2(b)`` if already known; ``b`` is then not used.
 
     Returns
     -------
@@ -38,7 +40,8 @@ def quotient_forward(a, b, beta):
     """
     shape = a.shape[-2:]
     spectrum_a = _fft.rfft2(a)                                   # (Q1)
-    spectrum_b = _fft.rfft2(b)
+    if spectrum_b is None:
+        spectrum_b = _fft.rfft2(b)
     power = spectrum_a.real ** 2 + spectrum_a.imag ** 2
     denominator = power.sum(axis=1) + beta                       # (Q2)
     numerator = (np.conj(spectrum_a) * spectrum_b).sum(axis=1)

@@ -8,10 +8,20 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import _fft
 from ._quotient import quotient_backward, quotient_forward
 from .crop_pad import (grid_to_kernel, kernel_to_grid, padded_fast_shape,
                        replicate_pad, replicate_pad_adjoint)
 from .edge_taper import taper_window
+
+
+class PreparedBlurry(NamedTuple):
+    spectrum: np.ndarray  # F b of the padded, tapered y: (I4)
+    window: np.ndarray    # taper of the padded grid: (I2)
+    before: tuple         # replicate padding above/left: (I1)
+    after: tuple          # and below/right
+    pad: int              # the layer's minimum padding it was made for
+    image_shape: tuple    # shape of y
 
 
 class ImageQuotientCache(NamedTuple):
@@ -55,7 +65,30 @@ class ImageQuotient:
         """Return ``{"log_beta": log(initial_beta)}`` as a 0-d array."""
         return {"log_beta": np.array(math.log(self.initial_beta), dtype=dtype)}
 
-    def forward(self, kernel, y, params):
+    def prepare_blurry(self, y):
+        """Pad, taper and transform ``y`` once for several :meth:`forward` calls.
+
+        Steps (I1)-(I2) and the transform of ``b`` in (I4) depend on ``y``
+        only, so the stages of a scale, which all deconvolve the same
+        blurry image, can share them (the inference path does).
+
+        Parameters
+        ----------
+        y : ndarray of shape (N, H, W)
+
+        Returns
+        -------
+        PreparedBlurry
+        """
+        height, width = y.shape[-2:]
+        before, after = padded_fast_shape((height, width), self.pad)
+        padded = replicate_pad(y, before, after)                  # (I1)
+        window = taper_window(padded.shape[-2:], self.pad, y.dtype)
+        b = (padded * window)[:, None]                            # (I2)
+        return PreparedBlurry(_fft.rfft2(b), window, before, after, self.pad,
+                              y.shape)
+
+    def forward(self, kernel, y, params, *, prepared=None):
         """Deconvolve ``y`` with ``kernel``.
 
         Parameters
@@ -66,6 +99,8 @@ class ImageQuotient:
             The blurry image at this scale.
         params : dict
             ``"log_beta"``, a 0-d array.
+        prepared : PreparedBlurry, optional
+            :meth:`prepare_blurry` of this ``y``; made here if not given.
 
         Returns
         -------
@@ -77,12 +112,12 @@ class ImageQuotient:
                              f"got {kernel.shape} and {y.shape}")
         beta = float(np.exp(params["log_beta"]))                  # β_x = e^θ
         height, width = y.shape[-2:]
-        before, after = padded_fast_shape((height, width), self.pad)
-        padded = replicate_pad(y, before, after)                  # (I1)
-        window = taper_window(padded.shape[-2:], self.pad, y.dtype)
-        b = (padded * window)[:, None]                            # (I2)
-        a = kernel_to_grid(kernel, padded.shape[-2:])[:, None]    # (I3)
-        solution, quotient = quotient_forward(a, b, beta)         # (I4)
+        if prepared is None or prepared.pad != self.pad or prepared.image_shape != y.shape:
+            prepared = self.prepare_blurry(y)                     # (I1), (I2)
+        before, after, window = prepared.before, prepared.after, prepared.window
+        a = kernel_to_grid(kernel, window.shape)[:, None]         # (I3)
+        solution, quotient = quotient_forward(
+            a, None, beta, spectrum_b=prepared.spectrum)          # (I4)
         latent = solution[:, before[0]:before[0] + height,
                           before[1]:before[1] + width]            # (I5)
         return latent, ImageQuotientCache(quotient, window, before, after,

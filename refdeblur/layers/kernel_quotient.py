@@ -99,12 +99,11 @@ class KernelQuotient:
             raise ValueError(f"{height}x{width} feature maps are smaller than "
                              f"the {self.kernel_size} px kernel")
         window = taper_window((height, width), self.taper_width, x_sharp.dtype)
-        a = x_sharp * window                                       # (K1)
-        b = y_blurry * window
-        if self.pad_to_fast_size:
-            grid = (_fft.fast_length(height), _fft.fast_length(width))
-            a = _zero_pad(a, grid)                                 # (K2)
-            b = _zero_pad(b, grid)
+        grid = ((_fft.fast_length(height), _fft.fast_length(width))
+                if self.pad_to_fast_size else (height, width))
+        # Taper straight into the zero grid: one pass instead of two.
+        a = _tapered_on_grid(x_sharp, window, grid)                # (K1), (K2)
+        b = _tapered_on_grid(y_blurry, window, grid)
         full, quotient = quotient_forward(a, b, self.beta)         # (K3)-(K4)
         cropped = grid_to_kernel(full, (self.kernel_size,) * 2)    # (K5)
         positive = np.maximum(cropped, 0)                          # (K6)
@@ -146,11 +145,9 @@ class KernelQuotient:
         return (da * cache.window, db * cache.window), {}          # (K14)
 
 
-def _zero_pad(x, grid_shape):
-    """Zero-pad the last two axes at the end to ``grid_shape``."""
+def _tapered_on_grid(x, window, grid_shape):
+    """``x * window`` zero-padded at the end of the last two axes to ``grid_shape``."""
     height, width = x.shape[-2:]
-    if (height, width) == tuple(grid_shape):
-        return x
-    widths = [(0, 0)] * (x.ndim - 2) + [(0, grid_shape[0] - height),
-                                        (0, grid_shape[1] - width)]
-    return np.pad(x, widths)
+    out = np.zeros(x.shape[:-2] + tuple(grid_shape), dtype=np.result_type(x, window))
+    np.multiply(x, window, out=out[..., :height, :width])
+    return out

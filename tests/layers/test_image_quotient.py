@@ -98,3 +98,20 @@ def test_image_quotient_init_and_dtype(rng):
     assert latent.dtype == np.float32
     (dk, dy), grads = layer.backward(np.ones_like(latent), cache)
     assert dk.dtype == dy.dtype == grads["log_beta"].dtype == np.float32
+
+
+def test_prepared_blurry_gives_the_same_numbers(rng):
+    # The inference path transforms the blurry image once per scale and
+    # reuses it for every stage's kernel.
+    layer = ImageQuotient(5)
+    params = layer.init_params()
+    y = rng.random((2, 23, 19))
+    prepared = layer.prepare_blurry(y)
+    for _ in range(2):
+        kernel = rng.random((2, 5, 5))
+        direct, _ = layer.forward(kernel, y, params)
+        reused, _ = layer.forward(kernel, y, params, prepared=prepared)
+        np.testing.assert_array_equal(reused, direct)
+    # Preparation made for another image shape or layer is not used.
+    other = ImageQuotient(7).prepare_blurry(y)
+    np.testing.assert_array_equal(layer.forward(kernel, y, params, prepared=other)[0], direct)
