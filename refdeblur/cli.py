@@ -66,6 +66,9 @@ def _add_train_parser(subparsers):
                         help="side of the convolution filters (default: the "
                              "kernel size of each scale)")
     parser.add_argument("--n-filters", type=int, default=None)
+    parser.add_argument("--zero-mean-filters", action="store_true",
+                        help="start every convolution filter with zero sum per "
+                             "input channel (edge-like first features)")
     parser.add_argument("--dtype", choices=("float32", "float64"),
                         default="float32",
                         help="precision of the training (default float32)")
@@ -125,6 +128,8 @@ def _run_train(args):
             architecture["filter_sizes"] = [args.filter_size] * n_scales
         if args.n_filters is not None:
             architecture["n_filters"] = args.n_filters
+        if args.zero_mean_filters:
+            architecture["zero_mean_filters"] = True
         config = default_config(
             args.kernel_size, seed=args.seed, batch_size=args.batch_size,
             crop_size=args.crop_size, noise_std=args.noise_std,
@@ -252,6 +257,8 @@ def training_command(config):
         parts += ["--filter-size", str(arch["filter_sizes"][-1])]
     if arch.get("n_filters"):
         parts += ["--n-filters", str(arch["n_filters"])]
+    if arch.get("zero_mean_filters"):
+        parts += ["--zero-mean-filters"]
     if config.get("base_model"):
         parts += ["--base-model", config["base_model"]]
     return " ".join(parts)

@@ -77,6 +77,10 @@ class Architecture:
     #: through the threshold) instead of a random-signed one. None: plain
     #: Glorot initialisation of every row.
     paired_init_noise: float = 0.3
+    #: Initialise every convolution filter with zero sum over each input
+    #: channel, so that a fresh stage's features respond to edges rather
+    #: than to the brightness of the image (derivations/training.md).
+    zero_mean_filters: bool = False
     #: Stages of the finest scale that :meth:`Network.forward` runs when not
     #: told otherwise; None: all. Set by ``refdeblur export-model --stages``
     #: for a multi-scale network whose last stages are not trained yet.
@@ -169,6 +173,7 @@ class Stage:
         self.n_pairs = n_pairs
         arch = architecture
         self.paired_init_noise = arch.paired_init_noise
+        self.zero_mean_filters = arch.zero_mean_filters
         self.conv = Conv2D(in_channels, arch.n_filters, filter_size,
                            bias=arch.conv_bias)
         self.tanh1 = Tanh()
@@ -195,6 +200,9 @@ class Stage:
         for layer_name, layer in self.layers_with_params():
             for key, value in layer.init_params(rng, dtype).items():
                 params[f"{self.prefix}{layer_name}.{key}"] = value
+        if self.zero_mean_filters:
+            weight = params[f"{self.prefix}conv.weight"]
+            weight -= weight.mean(axis=(-2, -1), keepdims=True)
         if self.paired_init_noise is not None:
             # ỹ_i ≈ x̃_i makes the quotient of Eq. 4 close to a delta kernel.
             weight = params[f"{self.prefix}recombine2.weight"]

@@ -264,3 +264,20 @@ def test_inference_stages_sets_the_default_of_forward(rng):
     assert Architecture.from_dict(short.architecture.to_dict()) == short.architecture
     with pytest.raises(ValueError, match="inference_stages"):
         dataclasses.replace(net.architecture, inference_stages=4)
+
+
+def test_zero_mean_filters_start_blind_to_brightness(rng):
+    net = build_network(9, rng=rng, kernel_sizes=(5, 9), filter_sizes=(3, 5),
+                        n_filters=4, n_hidden=4, zero_mean_filters=True)
+    for name, value in net.params.items():
+        if name.endswith("conv.weight"):
+            np.testing.assert_allclose(value.sum(axis=(-2, -1)), 0.0, atol=1e-12)
+    # A brightness change of the input leaves the first convolution unchanged.
+    stage = net.scales[0][0]
+    image = rng.random((1, 1, 20, 20))
+    conv_params = {"weight": net.params["scale1.stage1.conv.weight"],
+                   "bias": net.params["scale1.stage1.conv.bias"]}
+    a, _ = stage.conv.forward(image, conv_params)
+    b, _ = stage.conv.forward(image + 0.25, conv_params)
+    np.testing.assert_allclose(a, b, atol=1e-12)
+    assert not build_network(9, rng=rng).architecture.zero_mean_filters
