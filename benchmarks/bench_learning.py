@@ -18,7 +18,10 @@ prints the mean squared kernel error ``||k - k_true||^2`` of
 * two reference points that no estimator can use, computed from the true
   kernels: the best single fixed kernel (the mean of the true kernels) and
   the best isotropic Gaussian blob. An estimator that does not look at the
-  image cannot beat the first.
+  image cannot beat the first,
+* and one that uses the true sharp image: the kernel quotient (Eq. 4) with
+  the sharp image's gradients as x̃ and the blurry image's as ỹ, i.e. perfect
+  features; its error is set by the noise alone.
 
 Also prints the error of every stage of the trained network.
 """
@@ -32,7 +35,8 @@ import numpy as np
 from refdeblur.cli import _validation_split
 from refdeblur.image_io import find_images
 from refdeblur.inference import delta_kernel
-from refdeblur.models import load_shipped_model, shipped_model_path
+from refdeblur.layers.kernel_quotient import KernelQuotient
+from refdeblur.models import shipped_model_path
 from refdeblur.model_io import read_model_file
 from refdeblur.network import Network, build_network
 from refdeblur.training import kernel_errors
@@ -82,17 +86,36 @@ def best_gaussian_error(kernels):
     return best
 
 
-def evaluate(kernel_size, images, n_pairs, crop, seed):
-    trained = load_shipped_model(kernel_size).astype(np.float64)
-    _, header, _ = read_model_file(shipped_model_path(kernel_size))
-    config = header["metadata"].get("training", {}).get("config", {})
+def sharp_gradient_quotient(blurry, sharp, kernel_size):
+    """The kernel quotient (Eq. 4, beta_k = 1e-4) with ideal features.
+
+    x̃ = the true sharp crop's horizontal and vertical differences, ỹ = the
+    blurry crop's: what a network whose features were perfect "sharp-like"
+    images would reach, limited only by the noise.
+    """
+    def differences(images):
+        return np.stack([np.diff(images, axis=-1)[..., :-1, :],
+                         np.diff(images, axis=-2)[..., :, :-1]], axis=1)
+    kernels, _ = KernelQuotient(kernel_size).forward(differences(sharp),
+                                                     differences(blurry))
+    return kernels
+
+
+def evaluate(kernel_size, images, n_pairs, crop, seed, model_path=None):
+    if model_path is None:
+        model_path = shipped_model_path(kernel_size)
+    trained, header, _ = read_model_file(model_path)
+    trained = trained.astype(np.float64)
+    metadata = header["metadata"]
+    config = (metadata.get("training", {}).get("config")
+              or metadata.get("training_state", {}).get("config", {}))
     untrained = build_network(kernel_size, rng=np.random.default_rng(config.get("seed", 0)),
                               **trained.architecture.to_dict())
     pairs = validation_set(images, n_pairs, crop, kernel_size, seed=seed,
                            noise_std=0.01)
     truth = pairs.k
     rows = []
-    for label, net in (("trained (shipped)", trained),
+    for label, net in (("trained", trained),
                        ("untrained (initialisation)", untrained),
                        ("fixed gradient features", fixed_gradient_network(trained))):
         errors = kernel_errors(net, pairs.y, truth)
@@ -104,6 +127,10 @@ def evaluate(kernel_size, images, n_pairs, crop, seed):
     rows.append(("oracle: best fixed kernel (mean of the truths)",
                  float(oracle.mean()), float(np.median(oracle))))
     rows.append(("oracle: best isotropic Gaussian", best_gaussian_error(truth), np.nan))
+    sharp_gradients = sharp_gradient_quotient(pairs.y, pairs.x, kernel_size)
+    errors = ((sharp_gradients - truth) ** 2).sum(axis=(1, 2))
+    rows.append(("oracle: Eq. 4 on the true sharp image's gradients",
+                 float(errors.mean()), float(np.median(errors))))
     stage_rows = []
     for s in range(1, trained.architecture.n_stages + 1):
         errors = kernel_errors(trained, pairs.y, truth, n_stages=s)
@@ -118,19 +145,29 @@ def main(argv=None):
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--kernel-sizes", type=int, nargs="+", default=[17, 25, 33])
+    parser.add_argument("--model", type=Path, action="append", default=[],
+                        help="model file (e.g. a run's checkpoint.npz) to evaluate "
+                             "instead of the shipped network of its kernel size; "
+                             "repeatable")
     args = parser.parse_args(argv)
     _, held_out = _validation_split(find_images(args.images), 60)
+    chosen = {}
+    for path in args.model:
+        net, _, _ = read_model_file(path)
+        chosen[net.kernel_size] = path
     for kernel_size in args.kernel_sizes:
-        try:
-            shipped_model_path(kernel_size)
-        except ValueError as error:
-            print(f"\n{kernel_size} px: {error}")
-            continue
+        model_path = chosen.get(kernel_size)
+        if model_path is None:
+            try:
+                model_path = shipped_model_path(kernel_size)
+            except ValueError as error:
+                print(f"\n{kernel_size} px: {error}")
+                continue
         images = load_gray_images(held_out, min_size=args.crop + kernel_size - 1)
         rows, stage_rows = evaluate(kernel_size, images, args.pairs, args.crop,
-                                    args.seed)
-        print(f"\n## {kernel_size} px network: {args.pairs} held-out pairs, "
-              f"crop {args.crop}, noise 0.01\n")
+                                    args.seed, model_path)
+        print(f"\n## {kernel_size} px network ({model_path}): {args.pairs} "
+              f"held-out pairs, crop {args.crop}, noise 0.01\n")
         print("| estimator | mean kernel error | median |")
         print("|---|---|---|")
         for label, mean, median in rows:
