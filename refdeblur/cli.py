@@ -69,6 +69,9 @@ def _add_train_parser(subparsers):
     parser.add_argument("--zero-mean-filters", action="store_true",
                         help="start every convolution filter with zero sum per "
                              "input channel (edge-like first features)")
+    parser.add_argument("--beta-k", type=float, default=None,
+                        help="regulariser of the kernel quotient, Eq. 4 "
+                             "(default: the paper's 1e-4)")
     parser.add_argument("--dtype", choices=("float32", "float64"),
                         default="float32",
                         help="precision of the training (default float32)")
@@ -130,6 +133,8 @@ def _run_train(args):
             architecture["n_filters"] = args.n_filters
         if args.zero_mean_filters:
             architecture["zero_mean_filters"] = True
+        if args.beta_k is not None:
+            architecture["beta_k"] = args.beta_k
         config = default_config(
             args.kernel_size, seed=args.seed, batch_size=args.batch_size,
             crop_size=args.crop_size, noise_std=args.noise_std,
@@ -259,6 +264,8 @@ def training_command(config):
         parts += ["--n-filters", str(arch["n_filters"])]
     if arch.get("zero_mean_filters"):
         parts += ["--zero-mean-filters"]
+    if arch.get("beta_k") is not None:
+        parts += ["--beta-k", repr(arch["beta_k"])]
     if config.get("base_model"):
         parts += ["--base-model", config["base_model"]]
     return " ".join(parts)

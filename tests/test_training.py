@@ -178,3 +178,15 @@ def test_plot_training(image_folder, tmp_path):
                             str(tmp_path / "run"), str(out)],
                            capture_output=True, text=True)
     assert again.returncode == 2 and "exists" in again.stderr
+
+
+def test_architecture_flags_reach_the_model_and_the_recipe(image_folder, tmp_path):
+    from refdeblur.cli import training_command
+    run = _train(image_folder, tmp_path / "flags", 1, "--zero-mean-filters",
+                 "--beta-k", "0.5")
+    assert run.returncode == 0, run.stderr
+    arch = load_model(tmp_path / "flags" / "checkpoint.npz").architecture
+    assert arch.zero_mean_filters and arch.beta_k == 0.5
+    config = json.loads((tmp_path / "flags" / "config.json").read_text())
+    command = training_command(config)
+    assert "--zero-mean-filters" in command and "--beta-k 0.5" in command
