@@ -12,6 +12,24 @@ import numpy as np
 
 from .. import _fft
 
+try:
+    from .. import _spectral_numba
+except ImportError:  # numba is not installed: NumPy does (Q2)-(Q3)
+    _spectral_numba = None
+
+# Below this many frequencies NumPy's passes are as fast as the kernel.
+_KERNEL_MIN_SIZE = 1 << 16
+
+
+def _use_spectral_kernel(spectrum_a, beta):
+    """Whether (Q2)-(Q3) go to the one-pass Numba kernel."""
+    if _spectral_numba is None or np.ndim(beta) != 0:
+        return False
+    if spectrum_a[:, 0].size < _KERNEL_MIN_SIZE:
+        return False
+    import numba
+    return not numba.config.DISABLE_JIT
+
 
 class QuotientCache(NamedTuple):
     spectrum_a: np.ndarray   # A_i, (N, n, H, W//2+1): (Q5), (Q6)
@@ -42,10 +60,14 @@ def quotient_forward(a, b, beta, *, spectrum_b=None):
     spectrum_a = _fft.rfft2(a)                                   # (Q1)
     if spectrum_b is None:
         spectrum_b = _fft.rfft2(b)
-    power = spectrum_a.real ** 2 + spectrum_a.imag ** 2
-    denominator = power.sum(axis=1) + beta                       # (Q2)
-    numerator = (np.conj(spectrum_a) * spectrum_b).sum(axis=1)
-    quotient = numerator / denominator                           # (Q3)
+    if _use_spectral_kernel(spectrum_a, beta):
+        quotient, denominator = _spectral_numba.combine_spectra(
+            spectrum_a, spectrum_b, beta)                        # (Q2)-(Q3)
+    else:
+        power = spectrum_a.real ** 2 + spectrum_a.imag ** 2
+        denominator = power.sum(axis=1) + beta                   # (Q2)
+        numerator = (np.conj(spectrum_a) * spectrum_b).sum(axis=1)
+        quotient = numerator / denominator                       # (Q3)
     q = _fft.irfft2(quotient, shape)                             # (Q4)
     return q.astype(a.dtype, copy=False), QuotientCache(
         spectrum_a, spectrum_b, denominator, quotient, shape)
