@@ -303,6 +303,10 @@ def _run_export(args):
         "validation_curve": curve,
         "config": config,
     }
+    if config.get("note"):
+        # A run continued by hand with changed settings says so in its
+        # config; the command above then only describes its last part.
+        recipe["note"] = config["note"]
     from .cli_deblur import _write_json
     _write_json(recipe_path, recipe)
     print(f"{args.out} and {recipe_path}: step {training['step']}, validation "
