@@ -28,6 +28,16 @@ def output_path(out, name):
     return out / name
 
 
+def save_figure(fig, out, name, *, quick=False):
+    """Write ``fig`` to :func:`output_path` ``(out, name)``, close it, say where."""
+    import matplotlib.pyplot as plt
+    path = output_path(out, name)
+    fig.savefig(path, dpi=80 if quick else 150)
+    plt.close(fig)
+    print(f"wrote {path}")
+    return path
+
+
 def load_network(path):
     """The model in ``path``, or the shipped 17 px network."""
     return refdeblur.load_model(path) if path else load_shipped_model(17)

@@ -53,7 +53,7 @@ import numpy as np  # noqa: E402
 from skimage import data  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _figure_common
-from _figure_common import figure_parser, layer_params, load_network, output_path  # noqa: E402
+from _figure_common import figure_parser, layer_params, load_network, save_figure  # noqa: E402
 
 from refdeblur.metrics import kernel_error_up_to_shift  # noqa: E402
 from refdeblur.training_data import make_pair  # noqa: E402
@@ -177,10 +177,7 @@ def main(argv=None):
     if crop < net.min_image_size():
         parser.error(f"--crop must be at least {net.min_image_size()} px")
     fig = make_figure(net, crop, args.seed, args.channels)
-    path = output_path(args.out, NAME)
-    fig.savefig(path, dpi=80 if args.quick else 150)
-    plt.close(fig)
-    print(f"wrote {path}")
+    save_figure(fig, args.out, NAME, quick=args.quick)
 
 
 if __name__ == "__main__":

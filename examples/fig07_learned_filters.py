@@ -41,7 +41,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _figure_common
-from _figure_common import figure_parser, load_network, output_path  # noqa: E402
+from _figure_common import figure_parser, load_network, save_figure  # noqa: E402
 
 
 NAME = "fig07_learned_filters.png"
@@ -110,10 +110,7 @@ def main(argv=None):
     if not 1 <= args.scale <= len(net.scales):
         parser.error(f"--scale must be in 1..{len(net.scales)}")
     fig = make_figure(net, args.scale)
-    path = output_path(args.out, NAME)
-    fig.savefig(path, dpi=80 if args.quick else 150)
-    plt.close(fig)
-    print(f"wrote {path}")
+    save_figure(fig, args.out, NAME, quick=args.quick)
 
 
 if __name__ == "__main__":

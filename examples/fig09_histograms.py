@@ -50,7 +50,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _figure_common
-from _figure_common import figure_parser, gray_image, layer_params, load_network, output_path  # noqa: E402
+from _figure_common import figure_parser, gray_image, layer_params, load_network, save_figure  # noqa: E402
 
 from refdeblur.training_data import make_pair  # noqa: E402
 
@@ -167,10 +167,7 @@ def main(argv=None):
         parser.error(f"--crop must be at least {net.min_image_size()} px")
     pooled = collect(net, n_crops, crop, args.seed)
     fig = make_figure(pooled, n_crops, crop, net.kernel_size)
-    path = output_path(args.out, NAME)
-    fig.savefig(path, dpi=80 if args.quick else 150)
-    plt.close(fig)
-    print(f"wrote {path}")
+    save_figure(fig, args.out, NAME, quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ import numpy as np  # noqa: E402
 from scipy.signal import fftconvolve  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _figure_common
-from _figure_common import figure_parser, gray_image, load_network, output_path  # noqa: E402
+from _figure_common import figure_parser, gray_image, load_network, save_figure  # noqa: E402
 
 from refdeblur.inference import delta_kernel  # noqa: E402
 from refdeblur import sample_kernel  # noqa: E402
@@ -189,10 +189,7 @@ def main(argv=None):
                                                sizes, args.seed)
     fig = make_figure(errors, kernels, sizes, image_names, failures,
                       net.kernel_size)
-    path = output_path(args.out, NAME)
-    fig.savefig(path, dpi=80 if args.quick else 150)
-    plt.close(fig)
-    print(f"wrote {path}")
+    save_figure(fig, args.out, NAME, quick=args.quick)
 
 
 if __name__ == "__main__":

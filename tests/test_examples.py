@@ -80,7 +80,8 @@ def test_out_is_a_folder_or_a_png_file(script, tmp_path):
     module = load_script(script)
     name = SCRIPTS[script]
     assert module.NAME == name
-    output_path = module.output_path          # from _figure_common
+    assert module.save_figure.__module__ == "_figure_common"
+    output_path = sys.modules["_figure_common"].output_path   # save_figure's
     assert output_path(None, name) == Path(name)
     assert output_path(tmp_path / "my.png", name) == tmp_path / "my.png"
     assert output_path(tmp_path / "new" / "dir", name) == tmp_path / "new" / "dir" / name
