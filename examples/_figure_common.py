@@ -76,3 +76,30 @@ def figure_parser(doc, name, *, seed_help="random seed (default 0)",
                         help=f"output folder or .png file (default: ./{name})")
     parser.add_argument("--quick", action="store_true", help=quick_help)
     return parser
+
+
+def first_stage_images(net, blurry):
+    """Run the network and collect the images of its first stage.
+
+    Returns
+    -------
+    images : dict of str to ndarray
+        ``conv`` (C, h, w): convolution output before tanh; ``tanh1``: after
+        the first tanh; ``recombine1``: first recombination, before tanh;
+        ``tanh2``: hidden images; ``sharp``, ``blurry``: the feature images
+        x̃_i and ỹ_i, (n, h, w) each.
+    output : NetworkOutput
+    """
+    output, cache = net.forward_with_cache(blurry)
+    stage = net.scales[0][0]
+    sc = cache.scales[0].stages[0]
+    conv, _ = stage.conv.forward(sc.conv.x, layer_params(net, stage, "conv"))
+    rec1, _ = stage.recombine1.forward(sc.recombine1.x,
+                                       layer_params(net, stage, "recombine1"))
+    features, _ = stage.recombine2.forward(
+        sc.recombine2.x, layer_params(net, stage, "recombine2"))
+    n = stage.n_pairs
+    images = dict(conv=conv[0], tanh1=sc.tanh1.output[0], recombine1=rec1[0],
+                  tanh2=sc.tanh2.output[0], sharp=features[0, :n],
+                  blurry=features[0, n:])
+    return images, output

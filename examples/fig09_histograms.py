@@ -50,7 +50,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _figure_common
-from _figure_common import figure_parser, gray_image, layer_params, load_network, save_figure  # noqa: E402
+from _figure_common import figure_parser, first_stage_images, gray_image, load_network, save_figure  # noqa: E402
 
 from refdeblur.training_data import make_pair  # noqa: E402
 
@@ -65,27 +65,6 @@ STEPS = (("conv", "1. after the convolution"),
          ("recombine1", "3. after recombination 1"),
          ("tanh2", "4. after tanh 2 (hidden)"),
          ("features", "5. feature images x̃, ỹ"))
-
-
-def first_stage_values(net, blurry):
-    """The images of the first stage for one blurry image, by step name.
-
-    ``features`` is a pair ``(x̃, ỹ)``; the other entries are (C, h, w).
-    Pre-activation images, which the caches do not keep, are recomputed
-    from the cached layer inputs.
-    """
-    _, cache = net.forward_with_cache(blurry)
-    stage = net.scales[0][0]
-    sc = cache.scales[0].stages[0]
-    conv, _ = stage.conv.forward(sc.conv.x, layer_params(net, stage, "conv"))
-    rec1, _ = stage.recombine1.forward(sc.recombine1.x,
-                                       layer_params(net, stage, "recombine1"))
-    features, _ = stage.recombine2.forward(
-        sc.recombine2.x, layer_params(net, stage, "recombine2"))
-    n = stage.n_pairs
-    return dict(conv=conv[0], tanh1=sc.tanh1.output[0], recombine1=rec1[0],
-                tanh2=sc.tanh2.output[0],
-                features=(features[0, :n], features[0, n:]))
 
 
 def collect(net, n_crops, crop, seed):
@@ -105,11 +84,11 @@ def collect(net, n_crops, crop, seed):
     for i in range(n_crops):
         image = images[i % len(images)]
         blurry, _, _ = make_pair(image, crop, net.kernel_size, rng)
-        steps = first_stage_values(net, blurry)
+        steps, _ = first_stage_images(net, blurry)
         for key, _ in STEPS:
             if key == "features":
-                pooled["sharp"].append(keep(steps[key][0]))
-                pooled["blurry"].append(keep(steps[key][1]))
+                pooled["sharp"].append(keep(steps["sharp"]))
+                pooled["blurry"].append(keep(steps["blurry"]))
             else:
                 pooled[key].append(keep(steps[key]))
     return {key: np.concatenate(values) for key, values in pooled.items()}
