@@ -75,8 +75,13 @@ def _add_train_parser(subparsers):
     parser.add_argument("--dtype", choices=("float32", "float64"),
                         default="float32",
                         help="precision of the training (default float32)")
-    parser.add_argument("--learning-rate", type=float, default=0.01,
-                        help="multiplier on the ADADELTA step (paper: 0.01)")
+    parser.add_argument("--optimizer", choices=("adadelta", "adam"),
+                        default="adadelta",
+                        help="ADADELTA (the paper's, default) or Adam (the "
+                             "shipped models': much faster on few steps)")
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help="ADADELTA: multiplier on its step (default the "
+                             "paper's 0.01); Adam: step size (default 1e-3)")
     parser.add_argument("--stage-steps", type=int, default=3000,
                         help="steps between adding two stages")
     parser.add_argument("--frozen-steps", type=int, default=100,
@@ -89,6 +94,16 @@ def _add_train_parser(subparsers):
     parser.add_argument("--validate-every", type=int, default=200)
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
     parser.set_defaults(handler=_run_train)
+
+
+def _optimizer_settings(name, learning_rate):
+    """``config["optimizer"]`` for ``--optimizer`` and ``--learning-rate``."""
+    if name == "adam":
+        return {"name": "adam",
+                "learning_rate": 1e-3 if learning_rate is None else learning_rate,
+                "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
+    return {"learning_rate": 0.01 if learning_rate is None else learning_rate,
+            "decay": 0.95, "eps": 1e-6}
 
 
 def _validation_split(paths, n_held_out):
@@ -142,8 +157,7 @@ def _run_train(args):
             frozen_steps=args.frozen_steps,
             base_model=str(args.base_model) if args.base_model else None,
             validate_every=args.validate_every,
-            optimizer={"learning_rate": args.learning_rate, "decay": 0.95,
-                       "eps": 1e-6},
+            optimizer=_optimizer_settings(args.optimizer, args.learning_rate),
             dtype=args.dtype,
             n_validation=64)
         config["images"] = str(args.images)
@@ -254,6 +268,7 @@ def training_command(config):
              "--noise-std", str(config["noise_std"]),
              "--stage-steps", str(config["stage_steps"]),
              "--frozen-steps", str(config["frozen_steps"]),
+             "--optimizer", config["optimizer"].get("name", "adadelta"),
              "--learning-rate", str(config["optimizer"]["learning_rate"]),
              "--dtype", config.get("dtype", "float64"),
              "--validation-images", str(config["validation_images"]),

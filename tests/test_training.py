@@ -14,8 +14,8 @@ import skimage.io
 
 from refdeblur import load_model
 from refdeblur.model_io import read_model_file
-from refdeblur.training import (Adadelta, OutlierFilter, Phase, phase_at,
-                                stagewise_schedule)
+from refdeblur.training import (Adadelta, Adam, OutlierFilter, Phase,
+                                make_optimizer, phase_at, stagewise_schedule)
 
 
 def test_adadelta_matches_hand_computed_steps():
@@ -42,6 +42,55 @@ def test_adadelta_state_round_trip():
     restored.load_state_arrays(optimizer.state_arrays())
     np.testing.assert_array_equal(restored.mean_square_grad["a"], optimizer.mean_square_grad["a"])
     np.testing.assert_array_equal(restored.mean_square_step["a"], optimizer.mean_square_step["a"])
+
+
+def test_adam_matches_hand_computed_steps():
+    params = {"w": np.array([1.0, -2.0])}
+    optimizer = Adam(learning_rate=0.1, beta1=0.9, beta2=0.999, eps=1e-8)
+    grads = [np.array([0.5, -4.0]), np.array([-1.0, 2.0]), np.array([0.25, 0.0])]
+    m = np.zeros(2)
+    v = np.zeros(2)
+    expected = params["w"].copy()
+    for t, grad in enumerate(grads, start=1):
+        m = 0.9 * m + 0.1 * grad
+        v = 0.999 * v + 0.001 * grad ** 2
+        m_hat, v_hat = m / (1 - 0.9 ** t), v / (1 - 0.999 ** t)
+        expected = expected - 0.1 * m_hat / (np.sqrt(v_hat) + 1e-8)
+        optimizer.update(params, {"w": grad}, ["w"])
+    np.testing.assert_allclose(params["w"], expected, rtol=1e-14)
+    # the first step has size lr whatever the gradient's scale
+    fresh = {"w": np.zeros(2)}
+    Adam(learning_rate=0.1).update(fresh, {"w": np.array([1e-3, -3e4])}, ["w"])
+    np.testing.assert_allclose(fresh["w"], [-0.1, 0.1], rtol=1e-4)
+
+
+def test_adam_counts_steps_per_parameter_and_round_trips():
+    optimizer = Adam(learning_rate=0.01)
+    params = {"a": np.ones(3), "b": np.ones(2)}
+    optimizer.update(params, {"a": np.arange(3.0)}, ["a"])
+    optimizer.update(params, {"a": np.ones(3), "b": np.ones(2)}, ["a", "b"])
+    assert optimizer.steps == {"a": 2, "b": 1}     # a stage added later starts at t = 1
+    restored = Adam(learning_rate=0.01)
+    restored.load_state_arrays(optimizer.state_arrays())
+    assert restored.steps == optimizer.steps
+    for name in params:
+        np.testing.assert_array_equal(restored.first_moment[name], optimizer.first_moment[name])
+        np.testing.assert_array_equal(restored.second_moment[name], optimizer.second_moment[name])
+    a, b = dict(params), {k: v.copy() for k, v in params.items()}
+    grad = {"a": np.array([0.3, -0.2, 0.1]), "b": np.array([1.0, 2.0])}
+    optimizer.update(a, grad, ["a", "b"])
+    restored.update(b, grad, ["a", "b"])
+    for name in params:
+        np.testing.assert_array_equal(a[name], b[name])
+
+
+def test_make_optimizer_reads_the_config():
+    assert isinstance(make_optimizer({"learning_rate": 0.3, "decay": 0.95, "eps": 1e-6}),
+                      Adadelta)                     # runs made before Adam existed
+    adam = make_optimizer({"name": "adam", "learning_rate": 3e-4})
+    assert isinstance(adam, Adam) and adam.learning_rate == 3e-4
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        make_optimizer({"name": "sgd"})
 
 
 def test_stagewise_schedule_follows_the_paper():
@@ -111,6 +160,23 @@ def test_resume_is_bit_identical(image_folder, tmp_path):
     log = [json.loads(line) for line in (tmp_path / "split" / "log.jsonl").read_text().splitlines()]
     assert any("validation" in record for record in log)
     assert {record["n_stages"] for record in log} == {1, 2, 3}
+
+
+def test_resume_is_bit_identical_with_adam(image_folder, tmp_path):
+    from refdeblur.cli import training_command
+    straight = _train(image_folder, tmp_path / "straight", 10, "--optimizer", "adam")
+    assert straight.returncode == 0, straight.stderr
+    first = _train(image_folder, tmp_path / "split", 5, "--optimizer", "adam")
+    assert first.returncode == 0, first.stderr
+    second = _train(image_folder, tmp_path / "split", 10, "--resume")
+    assert second.returncode == 0, second.stderr
+    a, b = _weights(tmp_path / "straight" / "checkpoint.npz"), _weights(tmp_path / "split" / "checkpoint.npz")
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    config = json.loads((tmp_path / "split" / "config.json").read_text())
+    assert config["optimizer"]["name"] == "adam"
+    assert config["optimizer"]["learning_rate"] == 1e-3
+    assert "--optimizer adam --learning-rate 0.001" in training_command(config)
 
 
 def test_resume_after_sigkill_loses_nothing(image_folder, tmp_path):
