@@ -96,16 +96,6 @@ def _add_train_parser(subparsers):
     parser.set_defaults(handler=_run_train)
 
 
-def _optimizer_settings(name, learning_rate):
-    """``config["optimizer"]`` for ``--optimizer`` and ``--learning-rate``."""
-    if name == "adam":
-        return {"name": "adam",
-                "learning_rate": 1e-3 if learning_rate is None else learning_rate,
-                "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
-    return {"learning_rate": 0.01 if learning_rate is None else learning_rate,
-            "decay": 0.95, "eps": 1e-6}
-
-
 def _validation_split(paths, n_held_out):
     """Every k-th image (sorted order) is held out for validation."""
     if len(paths) < 2:
@@ -122,7 +112,7 @@ def _run_train(args):
     from tqdm import tqdm
 
     from .image_io import find_images
-    from .training import Trainer, default_config
+    from .training import Trainer, default_config, optimizer_settings
     from .training_data import load_gray_images, make_batch, validation_set
 
     if args.steps < 1:
@@ -157,7 +147,7 @@ def _run_train(args):
             frozen_steps=args.frozen_steps,
             base_model=str(args.base_model) if args.base_model else None,
             validate_every=args.validate_every,
-            optimizer=_optimizer_settings(args.optimizer, args.learning_rate),
+            optimizer=optimizer_settings(args.optimizer, args.learning_rate),
             dtype=args.dtype,
             n_validation=64)
         config["images"] = str(args.images)

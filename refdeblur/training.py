@@ -165,6 +165,33 @@ def make_optimizer(settings):
     return OPTIMIZERS[name](**settings)
 
 
+def optimizer_settings(name="adadelta", learning_rate=None):
+    """``config["optimizer"]`` of a new run: the optimiser's defaults.
+
+    Parameters
+    ----------
+    name : {"adadelta", "adam"}
+    learning_rate : float, optional
+        Overrides the optimiser's default step (ADADELTA 0.01, Adam 1e-3).
+
+    Returns
+    -------
+    dict
+        JSON-compatible; :func:`make_optimizer` reads it back. ADADELTA's
+        settings carry no ``name``, like those of runs made before Adam.
+    """
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of "
+                         f"{sorted(OPTIMIZERS)}")
+    settings = {} if name == "adadelta" else {"name": name}
+    for field in dataclasses.fields(OPTIMIZERS[name]):
+        if field.default is not dataclasses.MISSING:
+            settings[field.name] = field.default
+    if learning_rate is not None:
+        settings["learning_rate"] = float(learning_rate)
+    return settings
+
+
 @dataclasses.dataclass(frozen=True)
 class Phase:
     """A stretch of training: which stages run and which are updated."""

@@ -15,7 +15,8 @@ import skimage.io
 from refdeblur import load_model
 from refdeblur.model_io import read_model_file
 from refdeblur.training import (Adadelta, Adam, OutlierFilter, Phase,
-                                make_optimizer, phase_at, stagewise_schedule)
+                                make_optimizer, optimizer_settings, phase_at,
+                                stagewise_schedule)
 
 
 def test_adadelta_matches_hand_computed_steps():
@@ -91,6 +92,17 @@ def test_make_optimizer_reads_the_config():
     assert isinstance(adam, Adam) and adam.learning_rate == 3e-4
     with pytest.raises(ValueError, match="unknown optimizer"):
         make_optimizer({"name": "sgd"})
+
+
+def test_optimizer_settings_are_the_optimizers_defaults():
+    assert optimizer_settings() == {"learning_rate": 0.01, "decay": 0.95, "eps": 1e-6}
+    assert optimizer_settings("adam") == {"name": "adam", "learning_rate": 1e-3,
+                                          "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
+    adam = make_optimizer(optimizer_settings("adam", 3e-4))
+    assert isinstance(adam, Adam) and adam.learning_rate == 3e-4
+    json.dumps(optimizer_settings("adam"))           # goes into config.json
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        optimizer_settings("sgd")
 
 
 def test_stagewise_schedule_follows_the_paper():
