@@ -47,9 +47,9 @@ def normalised(kernel):
     return kernel / kernel.sum()
 
 
-def full_and_coarse(net, image):
+def full_and_coarse(net, image, n_stages=None):
     """The network's kernel and its coarsest scale's kernel resized to m x m."""
-    output = net.forward(np.asarray(image, dtype=net.dtype))
+    output = net.forward(np.asarray(image, dtype=net.dtype), n_stages=n_stages)
     size = net.kernel_size
     coarse = imresize(np.asarray(output.stage_kernels[0][-1], dtype=np.float64),
                       output_shape=(size, size),
@@ -57,13 +57,13 @@ def full_and_coarse(net, image):
     return normalised(output.kernel), normalised(coarse)
 
 
-def held_out_errors(net, held_out, n_pairs, crop, seed):
+def held_out_errors(net, held_out, n_pairs, crop, seed, n_stages=None):
     size = net.kernel_size
     images = load_gray_images(held_out, min_size=crop + size - 1)
     pairs = validation_set(images, n_pairs, crop, size, seed=seed, noise_std=0.01)
     errors = {"full": [], "coarse": []}
     for blurry, truth in zip(pairs.y, pairs.k):
-        full, coarse = full_and_coarse(net, blurry)
+        full, coarse = full_and_coarse(net, blurry, n_stages)
         errors["full"].append(np.sum((full - truth) ** 2))
         errors["coarse"].append(np.sum((coarse - truth) ** 2))
     mean_kernel = sample_kernels(2000, size, np.random.default_rng(1)).mean(axis=0)
@@ -71,7 +71,7 @@ def held_out_errors(net, held_out, n_pairs, crop, seed):
     return {key: float(np.mean(value)) for key, value in errors.items()}, float(fixed.mean())
 
 
-def levin_ratios(net, levin_dir, reference):
+def levin_ratios(net, levin_dir, reference, n_stages=None):
     """Error ratios of the full and coarse estimates on the cases above 17 px."""
     from refdeblur.bench_levin import _deconvolve, _image_scores, _load_case
 
@@ -81,7 +81,7 @@ def levin_ratios(net, levin_dir, reference):
     for row in rows:
         blurry, sharp, true_kernel = _load_case(levin_dir, row)
         ssd_true = _image_scores(_deconvolve(blurry, true_kernel), sharp)["ssd"]
-        full, coarse = full_and_coarse(net, blurry)
+        full, coarse = full_and_coarse(net, blurry, n_stages)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeblurWarning)
             small = estimate_kernel(blurry, 17, model=reference)
@@ -102,6 +102,10 @@ def main(argv=None):
     parser.add_argument("--pairs", type=int, default=64)
     parser.add_argument("--crop", type=int, nargs="+", default=[128, 256])
     parser.add_argument("--seed", type=int, default=777)
+    parser.add_argument("--stages", type=int, default=None,
+                        help="stages of the finest scale to run (a checkpoint whose "
+                             "last stages are not trained yet); default: the "
+                             "file's inference_stages, else all")
     args = parser.parse_args(argv)
     paths = args.models or [shipped_model_path(25), shipped_model_path(33)]
     _, held_out = _validation_split(find_images(args.images), 60)
@@ -117,11 +121,12 @@ def main(argv=None):
         print("| held-out pairs | full network | coarsest scale alone | best fixed kernel |")
         print("|---|---|---|---|")
         for crop in args.crop:
-            errors, fixed = held_out_errors(net, held_out, args.pairs, crop, args.seed)
+            errors, fixed = held_out_errors(net, held_out, args.pairs, crop, args.seed,
+                                            args.stages)
             print(f"| {args.pairs}, crop {crop} | {errors['full']:.4f} | "
                   f"{errors['coarse']:.4f} | {fixed:.4f} |", flush=True)
         if args.levin:
-            ratios = levin_ratios(net, args.levin, reference)
+            ratios = levin_ratios(net, args.levin, reference, args.stages)
             print(f"\nLevin et al. 2009, the {len(ratios['full'])} cases above 17 px:\n")
             print("| estimate | mean error ratio | median | ER ≤ 3 |")
             print("|---|---|---|---|")
