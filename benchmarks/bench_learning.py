@@ -132,7 +132,10 @@ def evaluate(kernel_size, images, n_pairs, crop, seed, model_path=None):
     rows.append(("oracle: Eq. 4 on the true sharp image's gradients",
                  float(errors.mean()), float(np.median(errors))))
     stage_rows = []
-    for s in range(1, trained.architecture.n_stages + 1):
+    # stages a file does not use at inference (export-model --stages) are
+    # untrained: leave them out
+    used = trained.architecture.inference_stages or trained.architecture.n_stages
+    for s in range(1, used + 1):
         errors = kernel_errors(trained, pairs.y, truth, n_stages=s)
         stage_rows.append((s, float(np.mean(errors))))
     return rows, stage_rows
