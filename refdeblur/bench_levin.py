@@ -44,10 +44,14 @@ __all__ = ["BenchError", "add_bench_parser", "main_levin", "run_levin",
 #: Rows scored for every case, in table order: key -> description.
 METHODS = {
     "refdeblur": "refdeblur",            # the label gets the model name added
+    "network_only": "network's kernel, not refined (refine=False)",
     "true_kernel": "true kernel",
     "no_deblurring": "no deblurring (delta kernel)",
     "blurry_input": "blurry input y (unprocessed)",
 }
+
+#: The methods whose kernel the network estimates.
+ESTIMATES = ("refdeblur", "network_only")
 
 #: Files written into the output folder.
 OUTPUT_FILES = ("cases.csv", "summary.md", "summary.json", "error_ratio_cdf.png")
@@ -325,6 +329,14 @@ def _score_case(row, blurry, sharp, true_kernel, models):
         estimated_kernel = estimate_kernel(blurry, size, model=network)
     estimate_image = _deconvolve(blurry, estimated_kernel)
     estimate_seconds = time.perf_counter() - started
+    # The same network without the refinement of step 6b (not in the
+    # paper), so that the summary shows what each part contributes.
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeblurWarning)
+        network_kernel = estimate_kernel(blurry, size, model=network, refine=False)
+    network_image = _deconvolve(blurry, network_kernel)
+    network_seconds = time.perf_counter() - started
     messages = []
     for warning in caught:
         if issubclass(warning.category, DeblurWarning):
@@ -336,7 +348,8 @@ def _score_case(row, blurry, sharp, true_kernel, models):
     # The delta kernel has the true kernel's size so that this bound does
     # not depend on the model (the size only sets the padding).
     delta = delta_kernel(true_size)
-    images, seconds = {"refdeblur": estimate_image}, {"refdeblur": estimate_seconds}
+    images = {"refdeblur": estimate_image, "network_only": network_image}
+    seconds = {"refdeblur": estimate_seconds, "network_only": network_seconds}
     for method, kernel in (("true_kernel", true_kernel), ("no_deblurring", delta)):
         started = time.perf_counter()
         images[method] = _deconvolve(blurry, kernel)
@@ -347,6 +360,7 @@ def _score_case(row, blurry, sharp, true_kernel, models):
     delta_error = kernel_error_up_to_shift(delta, true_kernel)
     kernel_errors = {
         "refdeblur": kernel_error_up_to_shift(estimated_kernel, true_kernel),
+        "network_only": kernel_error_up_to_shift(network_kernel, true_kernel),
         "true_kernel": 0.0,
         "no_deblurring": delta_error,
         "blurry_input": delta_error,    # y as it is: the identity blur
@@ -357,8 +371,8 @@ def _score_case(row, blurry, sharp, true_kernel, models):
     for method in METHODS:
         rows.append({
             **common, "method": method,
-            "model": models.file_name(size) if method == "refdeblur" else "",
-            "model_kernel_size": size if method == "refdeblur" else "",
+            "model": models.file_name(size) if method in ESTIMATES else "",
+            "model_kernel_size": size if method in ESTIMATES else "",
             "kernel_error": kernel_errors[method],
             **scores[method],
             "error_ratio": _ratio(scores[method]["ssd"], ssd_true_kernel),
@@ -438,6 +452,8 @@ def _refdeblur_label(rows):
 def _labels(rows):
     labels = dict(METHODS)
     labels["refdeblur"] = _refdeblur_label(rows)
+    labels["network_only"] = (_refdeblur_label(rows).replace("refdeblur", "network only", 1)
+                              + ", kernel not refined")
     return labels
 
 
@@ -503,12 +519,14 @@ def _case_table(rows, labels):
                      f"{row['psnr_db']:.2f}", f"{others['true_kernel']['psnr_db']:.2f}",
                      f"{others['no_deblurring']['psnr_db']:.2f}",
                      f"{row['ssim']:.3f}", f"{row['error_ratio']:.2f}",
+                     (f"{others['network_only']['error_ratio']:.2f}"
+                      if "network_only" in others else "—"),
                      f"{row['kernel_error']:.4f}", f"{row['seconds']:.2f}",
                      "yes" if row["warnings"] else ""])
     return _markdown_table(
         ["case", "true size", "window", f"PSNR {labels['refdeblur']}",
-         "PSNR true kernel", "PSNR no deblurring", "SSIM", "ER", "kernel error",
-         "s", "warning"], body)
+         "PSNR true kernel", "PSNR no deblurring", "SSIM", "ER", "ER network only",
+         "kernel error", "s", "warning"], body)
 
 
 def _summary_markdown(info, methods, by_size, rows):
@@ -564,6 +582,7 @@ def _cdf_figure(rows, title):
 
     labels = _labels(rows)
     styles = {"refdeblur": dict(color="C0", lw=2.2),
+              "network_only": dict(color="C1", lw=1.6),
               "true_kernel": dict(color="black", ls="--", lw=1.4),
               "no_deblurring": dict(color="C3", ls=":", lw=1.6),
               "blurry_input": dict(color="0.6", ls="-.", lw=1.2)}

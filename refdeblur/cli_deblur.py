@@ -79,6 +79,11 @@ def add_deblur_parser(subparsers, user_error):
                         help="estimate the kernel on the most textured "
                              "square of at most this side; 0 = whole image "
                              f"(default {DEFAULT_MAX_WINDOW})")
+    parser.add_argument("--no-refine", dest="refine", action="store_false",
+                        help="use the network's kernel as it is, without the "
+                             "refinement by alternating minimisation (step "
+                             "6b, not in the paper; derivations/"
+                             "kernel_refinement.md)")
     parser.add_argument("--model", type=Path,
                         help="model file to use instead of the shipped one")
     parser.set_defaults(handler=lambda args: run_deblur(args, user_error))
@@ -170,7 +175,7 @@ def _deblur_one(source, sharp_path, kernel_path, args, model):
             sharp, kernel = deblur(
                 image, args.kernel_size, channel_axis=channel_axis, model=model,
                 method=args.method, noise_std=args.noise_std,
-                max_window=args.max_window or None)
+                max_window=args.max_window or None, refine=args.refine)
         except ValueError as error:
             raise InputError(f"{source}: {error}") from None
     seconds = time.perf_counter() - started
@@ -236,7 +241,7 @@ def run_deblur(args, user_error):
               "model_sha256": model_sha256(model_path),
               "parameters": {"kernel_size": args.kernel_size,
                              "method": args.method, "noise_std": args.noise_std,
-                             "max_window": args.max_window},
+                             "max_window": args.max_window, "refine": args.refine},
               "images": []}
     failures = 0
     bar = tqdm(inputs, unit="image", disable=len(inputs) < 2, file=sys.stderr)

@@ -12,6 +12,9 @@ maps each one to its MATLAB equivalent):
 5. **stages** -- per scale, 3 stages of features, kernel quotient (Eq. 4) and
    image quotient (Eq. 5);
 6. **kernel** -- the last stage's kernel, centred, checked for plausibility;
+   then (default) **refined** by a few alternations of latent image and
+   kernel updates confined to its support
+   (:mod:`refdeblur.kernel_refinement`; not in the paper);
 7. **non-blind deconvolution** -- every colour channel, with the hyper-
    Laplacian prior (default), Wiener, or the network's own image quotient;
 8. **back to the input's type** -- clipped and converted to the input's
@@ -26,6 +29,7 @@ import numpy as np
 
 from .deconvolution import deconvolve
 from .image_io import RGB_TO_GRAY_WEIGHTS
+from .kernel_refinement import refine_kernel
 from .layers.image_quotient import ImageQuotient
 from .models import load_shipped_model
 
@@ -243,7 +247,7 @@ def _resolve_model(kernel_size, model):
 
 
 def estimate_kernel(image, kernel_size=25, *, channel_axis=None, model=None,
-                    max_window=DEFAULT_MAX_WINDOW):
+                    max_window=DEFAULT_MAX_WINDOW, refine=True):
     """Estimate the camera-shake blur kernel of a photo (steps 1-6).
 
     Parameters
@@ -263,6 +267,12 @@ def estimate_kernel(image, kernel_size=25, *, channel_axis=None, model=None,
     max_window : int or None, optional
         Estimate the kernel on the most textured square window of at most
         this side (default 1024 px); ``None`` uses the whole image.
+    refine : bool or dict, optional
+        Refine the network's kernel by alternating minimisation within
+        its support (default True; :func:`refdeblur.kernel_refinement.
+        refine_kernel`, not part of the paper's method). A dict gives
+        that function's keyword arguments; False returns the network's
+        kernel as it is.
 
     Returns
     -------
@@ -293,11 +303,11 @@ def estimate_kernel(image, kernel_size=25, *, channel_axis=None, model=None,
     >>> k.shape, bool(np.isclose(k.sum(), 1.0))
     ((17, 17), True)
     """
-    kernel, _ = _estimate(image, kernel_size, channel_axis, model, max_window)
+    kernel, _ = _estimate(image, kernel_size, channel_axis, model, max_window, refine)
     return kernel
 
 
-def _estimate(image, kernel_size, channel_axis, model, max_window):
+def _estimate(image, kernel_size, channel_axis, model, max_window, refine=True):
     """Steps 1-6; also returns the float planes, alpha and restorer."""
     as_float, restore = _to_float(image)                                # 1
     planes, alpha = _split_channels(as_float, channel_axis)             # 2
@@ -331,6 +341,9 @@ def _estimate(image, kernel_size, channel_axis, model, max_window):
     kernel = sharpen_kernel(kernel / kernel.sum(),
                             SHARPENING_SIGMA.get(kernel_size, 0.0))
     kernel = center_kernel(kernel)
+    if refine is not False and refine is not None and min(window.shape) >= 2 * kernel_size:  # 6b
+        options = refine if isinstance(refine, dict) else {}
+        kernel = refine_kernel(window.astype(np.float64), kernel, **options)
     if kernel_border_mass(kernel) > _BORDER_MASS_WARNING:
         warnings.warn(f"the estimated kernel touches the border of its "
                       f"{kernel_size}x{kernel_size} window, so the blur is "
@@ -341,7 +354,7 @@ def _estimate(image, kernel_size, channel_axis, model, max_window):
 
 def deblur(image, kernel_size=25, *, channel_axis=None, model=None,
            method="hyper_laplacian", noise_std=None,
-           max_window=DEFAULT_MAX_WINDOW, kernel=None, **options):
+           max_window=DEFAULT_MAX_WINDOW, refine=True, kernel=None, **options):
     """Blind deblurring: estimate the kernel, then deconvolve (steps 1-8).
 
     Parameters
@@ -365,6 +378,8 @@ def deblur(image, kernel_size=25, *, channel_axis=None, model=None,
         Noise standard deviation on [0, 1]; estimated from the image if
         omitted (not used by ``'quotient'``).
     max_window : int or None, optional
+        See :func:`estimate_kernel`.
+    refine : bool or dict, optional
         See :func:`estimate_kernel`.
     kernel : ndarray, optional
         Skip the estimation and deconvolve with this kernel.
@@ -394,7 +409,7 @@ def deblur(image, kernel_size=25, *, channel_axis=None, model=None,
                          f"{', '.join(DECONVOLUTION_METHODS)}")
     if kernel is None:
         kernel, (planes, alpha, restore) = _estimate(
-            image, kernel_size, channel_axis, model, max_window)
+            image, kernel_size, channel_axis, model, max_window, refine)
     else:
         as_float, restore = _to_float(image)
         planes, alpha = _split_channels(as_float, channel_axis)

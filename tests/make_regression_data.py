@@ -2,7 +2,8 @@
 
 ``python tests/make_regression_data.py`` stores, for every shipped network,
 the kernel it estimates on a fixed input (the centre of the README's sample
-photo) together with the SHA-256 of the model file. ``test_regression.py``
+photo) without and with the kernel refinement (step 6b), together with the
+SHA-256 of the model file. ``test_regression.py``
 then fails whenever inference or a shipped model changes the result, so the
 change is seen and the file is regenerated on purpose.
 """
@@ -28,6 +29,7 @@ def estimates():
     import warnings
 
     from refdeblur import DeblurWarning, estimate_kernel
+    from refdeblur.kernel_refinement import refine_kernel
     from refdeblur.models import SHIPPED_KERNEL_SIZES, model_sha256, shipped_model_path
     image = fixed_input()
     arrays = {}
@@ -38,7 +40,9 @@ def estimates():
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeblurWarning)
-            arrays[f"k{size}"] = estimate_kernel(image, size)
+            network_kernel = estimate_kernel(image, size, refine=False)
+        arrays[f"k{size}_network"] = network_kernel
+        arrays[f"k{size}"] = refine_kernel(image, network_kernel)
         arrays[f"k{size}_sha256"] = np.array(model_sha256(path))
     return arrays
 

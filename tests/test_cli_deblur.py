@@ -5,6 +5,7 @@ no partial output, and leave existing files untouched.
 """
 
 import json
+import warnings
 import os
 import subprocess
 import sys
@@ -64,6 +65,23 @@ def test_deblur_writes_image_kernel_and_report(photo, tmp_path):
     kernel = np.array(image["kernel"])
     assert kernel.shape == (17, 17) and abs(kernel.sum() - 1) < 1e-6
     assert image["seconds"] > 0 and image["output"].endswith("photo_deblurred.png")
+
+
+def test_no_refine_gives_the_network_kernel_and_says_so(photo, tmp_path):
+    from refdeblur.image_io import read_image
+    from refdeblur.inference import DeblurWarning, estimate_kernel
+    report = tmp_path / "report.json"
+    out = tmp_path / "plain.png"
+    result = _run(["deblur", photo, "--kernel-size", "17", "--no-refine", "-o", out,
+                   "--json", report])
+    assert result.returncode == 0, result.stderr
+    record = json.loads(report.read_text())
+    assert record["parameters"]["refine"] is False
+    kernel = np.array(record["images"][0]["kernel"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeblurWarning)
+        expected = estimate_kernel(read_image(photo), 17, channel_axis=-1, refine=False)
+    np.testing.assert_allclose(kernel, expected, atol=1e-6)
 
 
 def test_help_shows_examples():

@@ -1,0 +1,272 @@
+"""Refinement of the network's kernel by alternating minimisation (step 6b).
+
+The network's kernels are blob-like: an L2-trained regressor answers the
+conditional mean, which smears the thin trajectory of a camera shake
+(``refdeblur/models/README.md``). This module sharpens such an estimate
+with the classical alternating scheme of Cho and Lee (SIGGRAPH Asia 2009)
+and Xu and Jia (ECCV 2010), started from the network's kernel and confined
+to the neighbourhood of its support:
+
+1. latent image: non-blind deconvolution with the current kernel (A1);
+2. edge selection: keep only the strongest gradients of that image (A2);
+3. kernel: regularised least squares between the selected sharp gradients
+   and the blurry image's gradients, over the pixels whose blur is fully
+   observed ('valid' convolution, A3 to A6), one dense m² x m² solve;
+4. projection: non-negative, small values and mass outside the network's
+   (dilated) support removed, sum 1, centred (A7).
+
+This step is not in the paper: ``derivations/kernel_refinement.md`` derives
+it, says why it was added and gives the measurements that chose its
+parameters (synthetic held-out pairs, then Levin et al.'s benchmark).
+"""
+
+import numpy as np
+from scipy.ndimage import binary_dilation
+
+from ._fft import fast_length, irfft2, rfft2
+
+__all__ = ["refine_kernel", "solve_kernel", "gradient_gram", "ValidConvolution",
+           "REFINEMENT_DEFAULTS"]
+
+#: Defaults of :func:`refine_kernel` (derivations/kernel_refinement.md, §4).
+REFINEMENT_DEFAULTS = {
+    "n_iter": 5,
+    "edge_fraction": 0.05,
+    "regularisation": 1e-3,
+    "threshold": 0.05,
+    "support_threshold": 0.05,
+    "support_dilation": 1,
+    "noise_std": 0.01,
+    "max_window": 512,
+}
+
+
+def _gradients(image):
+    """Forward differences along columns and rows, zero in the last column/row (A2)."""
+    along_cols = np.zeros_like(image)
+    along_rows = np.zeros_like(image)
+    along_cols[:, :-1] = image[:, 1:] - image[:, :-1]
+    along_rows[:-1, :] = image[1:, :] - image[:-1, :]
+    return along_cols, along_rows
+
+
+class ValidConvolution:
+    """The linear map ``k -> valid(p * k)`` of an m x m kernel, and its adjoint.
+
+    ``p`` is fixed (a sharp gradient image, ``H x W``); the output has shape
+    ``(H - m + 1, W - m + 1)`` and equals
+    ``scipy.signal.fftconvolve(p, k, mode="valid")`` (A3). The transform of
+    ``p`` is computed once and shared by every application.
+
+    Parameters
+    ----------
+    image : ndarray of shape (H, W)
+        The fixed factor ``p``.
+    size : int
+        Kernel side ``m`` (``m <= min(H, W)``).
+    """
+
+    def __init__(self, image, size):
+        image = np.asarray(image, dtype=np.float64)
+        self.size = int(size)
+        self.image_shape = image.shape
+        self.output_shape = (image.shape[0] - self.size + 1, image.shape[1] - self.size + 1)
+        # Linear convolution of H x W with m x m fits in H + m - 1 (no wrap).
+        self.grid = tuple(fast_length(n + self.size - 1) for n in image.shape)
+        self._image_hat = rfft2(image, self.grid)
+
+    def __call__(self, kernel):
+        """``valid(p * k)``, shape ``output_shape`` (A3)."""
+        m = self.size
+        full = irfft2(self._image_hat * rfft2(kernel, self.grid), self.grid)
+        return full[m - 1:self.image_shape[0], m - 1:self.image_shape[1]]
+
+    def adjoint(self, residual):
+        """``A^T r``: the m x m correlation of ``p`` with ``r`` (A3)."""
+        m = self.size
+        # corr(s) = sum_i p(i + s) r(i) for s in [0, m-1]^2, then flipped:
+        # (A^T r)(j) = corr(m - 1 - j).
+        corr = irfft2(np.conj(rfft2(residual, self.grid)) * self._image_hat, self.grid)
+        return corr[:m, :m][::-1, ::-1]
+
+
+def gradient_gram(sharp_gradients, size):
+    """Normal matrix of the full convolutions ``k -> p_d * k`` (A5).
+
+    ``G[j, j'] = sum_d sum_u p_d(u) p_d(u + j - j')``: the autocorrelation of
+    the sharp gradients at the lags ``j - j'`` of two kernel pixels (row-
+    major ``j``), computed once by FFT.
+
+    Returns
+    -------
+    ndarray of shape (size**2, size**2)
+        Symmetric positive semi-definite.
+    """
+    m = size
+    shape = sharp_gradients[0].shape
+    grid = tuple(fast_length(n + m - 1) for n in shape)
+    power = sum(np.abs(rfft2(p, grid)) ** 2 for p in sharp_gradients)
+    circular = irfft2(power, grid)                     # lag 0 at [0, 0]
+    lags = np.arange(-(m - 1), m)
+    autocorrelation = circular[np.ix_(lags % grid[0], lags % grid[1])]
+    rows, cols = np.indices((m, m)).reshape(2, -1)
+    return autocorrelation[rows[:, None] - rows[None, :] + m - 1,
+                           cols[:, None] - cols[None, :] + m - 1]
+
+
+def solve_kernel(sharp_gradients, blurry_gradients, size, regularisation):
+    """Least-squares kernel between sharp and blurry gradient images (A4 to A6).
+
+    Solves ``(G + beta I) k = sum_d A_d^T q_d`` (A6): ``A_d k =
+    valid(p_d * k)``, ``q_d`` the blurry gradients on the pixels whose blur
+    is fully observed, ``G`` the normal matrix of the *full* convolutions
+    (:func:`gradient_gram`) and ``beta = regularisation * sum_d ||p_d||^2 /
+    m^2`` (A4). ``G`` equals ``sum_d A_d^T A_d`` when the ``p_d`` vanish
+    within ``m - 1`` px of the border; otherwise it also asks the blur of
+    the border edges to be zero outside the image, a small bias that the
+    projection (A7) and normalisation absorb (derivations, §3).
+
+    Parameters
+    ----------
+    sharp_gradients, blurry_gradients : sequence of ndarray (H, W)
+        ``p_d`` and ``q_d``, aligned as ``y = k * x`` (true convolution,
+        kernel centre at ``(m // 2, m // 2)``).
+    size : int
+        Kernel side ``m`` (odd).
+    regularisation : float
+        ``beta`` relative to the sharp gradients' energy per kernel pixel.
+
+    Returns
+    -------
+    ndarray (m, m)
+        The unconstrained minimiser (may have negative values).
+    """
+    import scipy.linalg
+
+    half = size // 2
+    rhs = sum(ValidConvolution(p, size).adjoint(q[half:q.shape[0] - half,
+                                                  half:q.shape[1] - half])
+              for p, q in zip(sharp_gradients, blurry_gradients))          # (A6)
+    gram = gradient_gram(sharp_gradients, size)                              # (A5)
+    energy = float(np.trace(gram))              # = sum_d ||p_d||^2 * m^2
+    beta = regularisation * energy / size ** 4                               # (A4)
+    gram[np.diag_indices_from(gram)] += max(beta, 1e-12 * energy / size ** 2)
+    solution = scipy.linalg.solve(gram, rhs.ravel(), assume_a="pos")
+    return solution.reshape(size, size)
+
+
+def _select_edges(gradients, fraction):
+    """Keep the ``fraction`` of pixels with the largest gradient magnitude (A2)."""
+    magnitude = np.hypot(*gradients)
+    threshold = np.quantile(magnitude, 1.0 - fraction)
+    keep = magnitude >= threshold
+    return [g * keep for g in gradients]
+
+
+def _support(kernel, threshold, dilation):
+    """Where the refined kernel may put mass: the initial kernel's support, grown (A7)."""
+    core = kernel >= threshold * kernel.max()
+    if dilation > 0:
+        core = binary_dilation(core, iterations=int(dilation))
+    return core
+
+
+def _project(kernel, support, threshold):
+    """Non-negative, small values and mass off the support removed, sum 1, centred (A7)."""
+    from .inference import center_kernel
+
+    kernel = np.where(support, np.maximum(kernel, 0.0), 0.0)
+    peak = kernel.max()
+    if not peak > 0:
+        return None
+    kernel = np.where(kernel >= threshold * peak, kernel, 0.0)
+    return center_kernel(kernel / kernel.sum())
+
+
+def refine_kernel(image, kernel, *, n_iter=5, edge_fraction=0.05, regularisation=1e-3,
+                  threshold=0.05, support_threshold=0.05, support_dilation=1,
+                  noise_std=0.01, max_window=512):
+    """Sharpen a kernel estimate by alternating latent-image and kernel updates.
+
+    Parameters
+    ----------
+    image : ndarray of shape (H, W)
+        Blurry grey image in [0, 1] (the window the kernel was estimated on).
+    kernel : ndarray of shape (m, m)
+        Initial estimate (the network's): non-negative, odd side.
+    n_iter : int, optional
+        Alternations of latent image and kernel (A1 to A7).
+    edge_fraction : float, optional
+        Share of the latent image's pixels whose gradients are kept (A2).
+    regularisation : float, optional
+        Tikhonov weight on the kernel relative to the edges' energy per
+        kernel pixel (A4).
+    threshold : float, optional
+        Kernel values below this share of the maximum are set to zero (A7).
+    support_threshold, support_dilation : float, int, optional
+        The refined kernel may only use pixels within ``support_dilation``
+        px of where the initial kernel exceeds ``support_threshold`` of its
+        maximum (A7): the network decides where the blur is, the
+        refinement how it is distributed there.
+    noise_std : float, optional
+        Noise level given to the latent-image deconvolution (A1).
+    max_window : int or None, optional
+        Refine on the most textured square of at most this side (default
+        512 px; ``None``: the whole image). One alternation costs a
+        deconvolution of the window, so this bounds the time on large
+        photos (derivations/kernel_refinement.md, §3).
+
+    Returns
+    -------
+    ndarray of shape (m, m)
+        float64, non-negative, sums to 1, centre of mass in the middle. The
+        initial kernel (normalised) if the image has no usable edges.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy.signal import fftconvolve
+    >>> from refdeblur import sample_kernel
+    >>> from refdeblur.kernel_refinement import refine_kernel
+    >>> rng = np.random.default_rng(0)
+    >>> sharp = (rng.random((24, 24)) > 0.5).repeat(6, 0).repeat(6, 1) * 1.0
+    >>> true = sample_kernel(13, rng)
+    >>> blurry = fftconvolve(sharp, true, mode="valid")
+    >>> refined = refine_kernel(blurry, np.ones((13, 13)))
+    >>> refined.shape, bool(np.isclose(refined.sum(), 1.0))
+    ((13, 13), True)
+    """
+    from .deconvolution import deconvolve
+
+    image = np.asarray(image, dtype=np.float64)
+    kernel = np.asarray(kernel, dtype=np.float64)
+    size = kernel.shape[0]
+    if (image.ndim != 2 or kernel.ndim != 2 or kernel.shape[1] != size
+            or size % 2 == 0):
+        raise ValueError("refine_kernel needs a grey image and a square, odd kernel")
+    if not (np.all(np.isfinite(kernel)) and kernel.min() >= 0 and kernel.sum() > 0):
+        raise ValueError("the initial kernel must be finite, non-negative and non-zero")
+    if min(image.shape) < 2 * size:
+        raise ValueError(f"the image ({image.shape[0]}x{image.shape[1]} px) is too "
+                         f"small to refine a {size} px kernel")
+    if not 0 < edge_fraction <= 1:
+        raise ValueError(f"edge_fraction must be in (0, 1], got {edge_fraction!r}")
+    if max_window is not None and max(image.shape) > max_window:
+        from .inference import _textured_window
+        rows, cols = _textured_window(image, max(int(max_window), 2 * size))
+        image = image[rows, cols]
+    kernel = kernel / kernel.sum()
+    support = _support(kernel, support_threshold, support_dilation)
+    blurry_gradients = _gradients(image)                                   # (A3)
+    current = kernel
+    for _ in range(int(n_iter)):
+        latent = deconvolve(image, current, noise_std=noise_std)            # (A1)
+        edges = _select_edges(_gradients(latent), edge_fraction)           # (A2)
+        if not any(np.any(e) for e in edges):
+            break
+        solved = solve_kernel(edges, blurry_gradients, size, regularisation)  # (A4-A6)
+        projected = _project(solved, support, threshold)                    # (A7)
+        if projected is None:
+            break
+        current = projected
+    return current

@@ -1,0 +1,157 @@
+"""Kernel refinement (derivations/kernel_refinement.md): operators, solver, end to end."""
+
+import numpy as np
+import pytest
+from scipy.ndimage import gaussian_filter
+from scipy.signal import fftconvolve
+
+from refdeblur import sample_kernel
+from refdeblur.kernel_refinement import (ValidConvolution, _gradients, gradient_gram,
+                                         refine_kernel, solve_kernel)
+
+
+def test_valid_convolution_matches_scipy():
+    rng = np.random.default_rng(0)
+    image, kernel = rng.standard_normal((40, 33)), rng.standard_normal((9, 9))
+    op = ValidConvolution(image, 9)
+    np.testing.assert_allclose(op(kernel), fftconvolve(image, kernel, mode="valid"),
+                               rtol=0, atol=1e-12)
+    assert op(kernel).shape == op.output_shape == (32, 25)
+
+
+def test_valid_convolution_adjoint_dot_product():
+    # <A k, r> = <k, A^T r> (R6)
+    rng = np.random.default_rng(1)
+    op = ValidConvolution(rng.standard_normal((37, 41)), 7)
+    kernel, residual = rng.standard_normal((7, 7)), rng.standard_normal(op.output_shape)
+    left = np.sum(op(kernel) * residual)
+    right = np.sum(kernel * op.adjoint(residual))
+    assert abs(left - right) <= 1e-12 * max(abs(left), 1.0)
+
+
+def test_solver_recovers_the_kernel_from_exact_gradients():
+    # Noise-free, every gradient kept, no regulariser, edges away from the
+    # border (where the Gram matrix A5 is exact): the least-squares problem
+    # (A4) has the true kernel as its exact solution.
+    rng = np.random.default_rng(2)
+    sharp = np.zeros((70, 70))
+    sharp[10:-10, 10:-10] = rng.random((50, 50))  # white: well-conditioned
+    true = sample_kernel(9, rng)
+    blurry = fftconvolve(sharp, true, mode="same")
+    solved = solve_kernel(_gradients(sharp), _gradients(blurry), 9, 0.0)
+    assert np.max(np.abs(solved - true)) < 1e-8 * true.max()
+
+
+def test_gram_is_the_normal_matrix_of_the_full_convolution():
+    rng = np.random.default_rng(3)
+    size = 5
+    ps = [rng.standard_normal((14, 12)) for _ in range(2)]
+    gram = gradient_gram(ps, size)
+    columns = []
+    for i in range(size * size):
+        unit = np.zeros(size * size)
+        unit[i] = 1.0
+        columns.append(np.concatenate([fftconvolve(p, unit.reshape(size, size)).ravel()
+                                       for p in ps]))
+    full = np.array(columns).T
+    np.testing.assert_allclose(gram, full.T @ full, rtol=0, atol=1e-10)
+
+
+def test_solver_matches_dense_least_squares():
+    # (G + beta I) k = sum_d A_d^T q_d (A6), with A_d the valid convolution.
+    rng = np.random.default_rng(4)
+    size, beta_rel = 5, 0.3
+    ps = [rng.standard_normal((14, 12)) for _ in range(2)]
+    qs = [rng.standard_normal((14, 12)) for _ in range(2)]
+    solved = solve_kernel(ps, qs, size, beta_rel)
+    half = size // 2
+    rhs = np.zeros(size * size)
+    for p, q in zip(ps, qs):
+        op = ValidConvolution(p, size)
+        valid = np.array([op(np.eye(size * size)[i].reshape(size, size)).ravel()
+                          for i in range(size * size)]).T
+        rhs += valid.T @ q[half:-half, half:-half].ravel()
+    beta = beta_rel * sum(np.sum(p * p) for p in ps) / size ** 2
+    dense = np.linalg.solve(gradient_gram(ps, size) + beta * np.eye(size * size), rhs)
+    np.testing.assert_allclose(solved.ravel(), dense, rtol=1e-9, atol=1e-12)
+
+
+def _synthetic_pair(seed, size=17):
+    from skimage import data
+
+    rng = np.random.default_rng(seed)
+    true = sample_kernel(size, rng)
+    sharp = data.camera().astype(np.float64)[100:400, 100:400] / 255
+    blurry = fftconvolve(sharp, true, mode="valid")
+    blurry += 0.01 * rng.standard_normal(blurry.shape)
+    return blurry, true
+
+
+def _check_kernel(kernel, size):
+    assert kernel.shape == (size, size) and np.all(np.isfinite(kernel))
+    assert kernel.min() >= 0 and kernel.sum() == pytest.approx(1.0, abs=1e-12)
+    rows, cols = np.indices(kernel.shape)
+    assert abs((rows * kernel).sum() - size // 2) <= 0.5
+    assert abs((cols * kernel).sum() - size // 2) <= 0.5
+
+
+@pytest.mark.parametrize("seed", [7, 1])
+def test_refinement_sharpens_a_blob_estimate(seed):
+    # The network's failure mode: the right place, too smooth. A Gaussian-
+    # smeared true kernel plays that estimate; refinement must move it
+    # much closer to the truth.
+    blurry, true = _synthetic_pair(seed)
+    blob = gaussian_filter(true, 1.5, mode="constant")
+    blob /= blob.sum()
+    refined = refine_kernel(blurry, blob)
+    _check_kernel(refined, 17)
+    from refdeblur.metrics import kernel_error_up_to_shift
+    assert kernel_error_up_to_shift(refined, true) < 0.5 * kernel_error_up_to_shift(blob, true)
+
+
+def test_refinement_stays_within_the_dilated_support():
+    blurry, true = _synthetic_pair(7)
+    start = np.zeros((17, 17))
+    start[6:11, 6:11] = 1.0
+    refined = refine_kernel(blurry, start, support_dilation=1)
+    allowed = np.zeros((17, 17), bool)
+    allowed[5:12, 5:12] = True
+    # centring may move the result by whole pixels; compare up to that
+    rows, cols = np.nonzero(refined)
+    assert rows.max() - rows.min() <= 6 and cols.max() - cols.min() <= 6
+
+
+def test_refinement_is_deterministic():
+    blurry, true = _synthetic_pair(1)
+    blob = gaussian_filter(true, 1.5, mode="constant")
+    np.testing.assert_array_equal(refine_kernel(blurry, blob), refine_kernel(blurry, blob))
+
+
+def test_flat_image_returns_the_initial_kernel():
+    start = np.zeros((9, 9))
+    start[3:6, 4] = 2.0
+    refined = refine_kernel(np.full((40, 40), 0.5), start)
+    np.testing.assert_array_equal(refined, start / start.sum())
+
+
+@pytest.mark.parametrize("image, kernel", [
+    (np.zeros((40, 40)), np.ones((8, 8))),           # even kernel
+    (np.zeros((40, 40, 3)), np.ones((9, 9))),        # colour image
+    (np.zeros((12, 40)), np.ones((9, 9))),           # too small
+    (np.zeros((40, 40)), -np.ones((9, 9))),          # negative kernel
+    (np.zeros((40, 40)), np.full((9, 9), np.nan)),   # NaN kernel
+])
+def test_bad_arguments_raise(image, kernel):
+    with pytest.raises(ValueError):
+        refine_kernel(image, kernel)
+
+
+def test_large_image_is_refined_on_its_textured_window():
+    from refdeblur.inference import _textured_window
+    blurry, true = _synthetic_pair(1)
+    image = np.full((blurry.shape[0], 3 * blurry.shape[1]), 0.5)
+    image[:, -blurry.shape[1]:] = blurry
+    blob = gaussian_filter(true, 1.5, mode="constant")
+    rows, cols = _textured_window(image, 200)
+    np.testing.assert_array_equal(refine_kernel(image, blob, max_window=200),
+                                  refine_kernel(image[rows, cols], blob, max_window=None))
