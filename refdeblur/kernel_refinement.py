@@ -124,7 +124,7 @@ def solve_kernel(sharp_gradients, blurry_gradients, size, regularisation):
     m^2`` (A4). ``G`` equals ``sum_d A_d^T A_d`` when the ``p_d`` vanish
     within ``m - 1`` px of the border; otherwise it also asks the blur of
     the border edges to be zero outside the image, a small bias that the
-    projection (A7) and normalisation absorb (derivations, §3).
+    projection (A7) and normalisation absorb (derivations/kernel_refinement.md, A5).
 
     Parameters
     ----------
