@@ -102,10 +102,15 @@ def gradient_gram(sharp_gradients, size):
     ndarray of shape (size**2, size**2)
         Symmetric positive semi-definite.
     """
+    operators = [ValidConvolution(p, size) for p in sharp_gradients]
+    return _gram_from_operators(operators, size)
+
+
+def _gram_from_operators(operators, size):
+    """(A5) from the spectra the operators already hold (no FFT of ``p`` again)."""
     m = size
-    shape = sharp_gradients[0].shape
-    grid = tuple(fast_length(n + m - 1) for n in shape)
-    power = sum(np.abs(rfft2(p, grid)) ** 2 for p in sharp_gradients)
+    grid = operators[0].grid
+    power = sum(np.abs(op._image_hat) ** 2 for op in operators)
     circular = irfft2(power, grid)                     # lag 0 at [0, 0]
     lags = np.arange(-(m - 1), m)
     autocorrelation = circular[np.ix_(lags % grid[0], lags % grid[1])]
@@ -144,10 +149,10 @@ def solve_kernel(sharp_gradients, blurry_gradients, size, regularisation):
     import scipy.linalg
 
     half = size // 2
-    rhs = sum(ValidConvolution(p, size).adjoint(q[half:q.shape[0] - half,
-                                                  half:q.shape[1] - half])
-              for p, q in zip(sharp_gradients, blurry_gradients))          # (A6)
-    gram = gradient_gram(sharp_gradients, size)                              # (A5)
+    operators = [ValidConvolution(p, size) for p in sharp_gradients]
+    rhs = sum(op.adjoint(q[half:q.shape[0] - half, half:q.shape[1] - half])
+              for op, q in zip(operators, blurry_gradients))                # (A6)
+    gram = _gram_from_operators(operators, size)                             # (A5)
     energy = float(np.trace(gram))              # = sum_d ||p_d||^2 * m^2
     beta = regularisation * energy / size ** 4                               # (A4)
     gram[np.diag_indices_from(gram)] += max(beta, 1e-12 * energy / size ** 2)
