@@ -13,8 +13,8 @@ maps each one to its MATLAB equivalent):
    image quotient (Eq. 5);
 6. **kernel** -- the last stage's kernel, centred, checked for plausibility;
    then (default) **refined** by a few alternations of latent image and
-   kernel updates confined to its support
-   (:mod:`refdeblur.kernel_refinement`; not in the paper);
+   kernel updates confined to its support, coarse to fine over the
+   network's scales (:mod:`refdeblur.kernel_refinement`; not in the paper);
 7. **non-blind deconvolution** -- every colour channel, with the hyper-
    Laplacian prior (default), Wiener, or the network's own image quotient;
 8. **back to the input's type** -- clipped and converted to the input's
@@ -29,12 +29,12 @@ import numpy as np
 
 from .deconvolution import deconvolve
 from .image_io import RGB_TO_GRAY_WEIGHTS
-from .kernel_refinement import refine_kernel
+from .kernel_refinement import refine_coarse_to_fine, refine_kernel
 from .layers.image_quotient import ImageQuotient
 from .models import load_shipped_model
 
 __all__ = ["DeblurWarning", "estimate_kernel", "deblur", "delta_kernel",
-           "center_kernel", "kernel_border_mass", "sharpen_kernel", "DECONVOLUTION_METHODS",
+           "center_kernel", "kernel_border_mass", "network_kernels", "sharpen_kernel", "DECONVOLUTION_METHODS",
            "DEFAULT_MAX_WINDOW"]
 
 #: Side of the largest square the kernel is estimated on (step 3).
@@ -220,6 +220,35 @@ def sharpen_kernel(kernel, sigma, *, regularisation=1e-3):
     return sharp / total if total > 0 else kernel
 
 
+def network_kernels(output):
+    """The last stage's kernel of every scale of a network's output (step 6).
+
+    Each normalised to sum 1, sharpened where the paper does it (the 33 px
+    scale, :data:`SHARPENING_SIGMA`) and centred (:func:`center_kernel`).
+
+    Parameters
+    ----------
+    output : NetworkOutput
+        What :meth:`refdeblur.network.Network.forward` returned for one
+        (H, W) image.
+
+    Returns
+    -------
+    list of ndarray or None
+        float64 kernels, coarse to fine; ``None`` if any is not finite or
+        has no mass.
+    """
+    kernels = []
+    for stages in output.stage_kernels:
+        kernel = np.asarray(stages[-1], dtype=np.float64)
+        if kernel.ndim != 2 or not (np.all(np.isfinite(kernel)) and kernel.sum() > 0):
+            return None
+        size = kernel.shape[0]
+        kernel = sharpen_kernel(kernel / kernel.sum(), SHARPENING_SIGMA.get(size, 0.0))
+        kernels.append(center_kernel(kernel))
+    return kernels
+
+
 def kernel_border_mass(kernel, width=1):
     """Share of the kernel's mass in its outer ring of ``width`` pixels."""
     kernel = np.asarray(kernel, dtype=np.float64)
@@ -269,10 +298,15 @@ def estimate_kernel(image, kernel_size=25, *, channel_axis=None, model=None,
         this side (default 1024 px); ``None`` uses the whole image.
     refine : bool or dict, optional
         Refine the network's kernel by alternating minimisation within
-        its support (default True; :func:`refdeblur.kernel_refinement.
-        refine_kernel`, not part of the paper's method). A dict gives
-        that function's keyword arguments; False returns the network's
-        kernel as it is.
+        its support (default True; not part of the paper's method). The
+        multi-scale networks (25, 33 px) are refined coarse to fine, from
+        the kernel of their coarsest scale
+        (:func:`refdeblur.kernel_refinement.refine_coarse_to_fine`); a
+        single-scale one at its one scale (:func:`refdeblur.
+        kernel_refinement.refine_kernel`). A dict gives that function's
+        keyword arguments, plus ``coarse_to_fine=False`` to refine only
+        the finest scale's kernel; False returns the network's kernel as
+        it is.
 
     Returns
     -------
@@ -333,17 +367,19 @@ def _estimate(image, kernel_size, channel_axis, model, max_window, refine=True):
                       DeblurWarning, stacklevel=3)
         return delta_kernel(kernel_size), context
     output = net.forward(window.astype(net.dtype))                      # 4, 5
-    kernel = np.asarray(output.kernel, dtype=np.float64)                # 6
-    if not (np.all(np.isfinite(kernel)) and kernel.sum() > 0):
+    scale_kernels = network_kernels(output)                             # 6
+    if scale_kernels is None:
         warnings.warn("the network gave no usable kernel for this image; "
                       "returning a delta kernel", DeblurWarning, stacklevel=3)
         return delta_kernel(kernel_size), context
-    kernel = sharpen_kernel(kernel / kernel.sum(),
-                            SHARPENING_SIGMA.get(kernel_size, 0.0))
-    kernel = center_kernel(kernel)
+    kernel = scale_kernels[-1]
     if refine is not False and refine is not None and min(window.shape) >= 2 * kernel_size:  # 6b
-        options = refine if isinstance(refine, dict) else {}
-        kernel = refine_kernel(window.astype(np.float64), kernel, **options)
+        options = dict(refine) if isinstance(refine, dict) else {}
+        if options.pop("coarse_to_fine", True):
+            kernel = refine_coarse_to_fine(window.astype(np.float64), scale_kernels,
+                                           **options)
+        else:
+            kernel = refine_kernel(window.astype(np.float64), kernel, **options)
     if kernel_border_mass(kernel) > _BORDER_MASS_WARNING:
         warnings.warn(f"the estimated kernel touches the border of its "
                       f"{kernel_size}x{kernel_size} window, so the blur is "

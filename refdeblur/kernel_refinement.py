@@ -15,17 +15,23 @@ to the neighbourhood of its support:
 4. projection: non-negative, small values and mass outside the network's
    (dilated) support removed, sum 1, centred (A7).
 
+For the multi-scale networks (25 and 33 px), :func:`refine_coarse_to_fine`
+runs these alternations at every scale of the network's pyramid, coarse to
+fine, each scale starting from the refined kernel of the one below (A8).
+
 This step is not in the paper: ``derivations/kernel_refinement.md`` derives
 it, says why it was added and gives the measurements that chose its
 parameters (synthetic held-out pairs, then Levin et al.'s benchmark).
 """
+
+import math
 
 import numpy as np
 from scipy.ndimage import binary_dilation
 
 from ._fft import fast_length, irfft2, rfft2
 
-__all__ = ["refine_kernel", "solve_kernel", "gradient_gram", "ValidConvolution",
+__all__ = ["refine_kernel", "refine_coarse_to_fine", "resize_kernel", "solve_kernel", "gradient_gram", "ValidConvolution",
            "REFINEMENT_DEFAULTS"]
 
 #: Defaults of :func:`refine_kernel` (derivations/kernel_refinement.md, §4).
@@ -274,4 +280,104 @@ def refine_kernel(image, kernel, *, n_iter=5, edge_fraction=0.05, regularisation
         if projected is None:
             break
         current = projected
+    return current
+
+
+def resize_kernel(kernel, size):
+    """A kernel resized to ``size`` x ``size`` for the next finer scale (A8).
+
+    MATLAB-style cubic ``imresize`` (:func:`refdeblur.layers.resample.
+    imresize`), negative lobes clipped, sum 1, centred. The image pyramid
+    shrinks by ``m_j / m_J``, so a blur of ``m_j`` px at scale ``j`` is one
+    of ``m_{j+1}`` px at scale ``j + 1``.
+    """
+    from .inference import center_kernel, delta_kernel
+    from .layers.resample import imresize
+
+    kernel = np.asarray(kernel, dtype=np.float64)
+    if kernel.shape != (size, size):
+        kernel = np.maximum(imresize(kernel, output_shape=(size, size)), 0.0)
+    total = kernel.sum()
+    if not total > 0:
+        return delta_kernel(size)
+    return center_kernel(kernel / total)
+
+
+def refine_coarse_to_fine(image, scale_kernels, *, max_window=512, **options):
+    """Refine a multi-scale network's kernels from its coarsest scale up (A8).
+
+    Scale ``j`` of the network sees the image resized by ``m_j / m_J``
+    (``m_j`` the kernel side of scale ``j``, ``m_J`` the finest; the
+    network's pyramid, ``Network.scale_shapes``). The coarsest scale is
+    refined from the network's own kernel there (:func:`refine_kernel`);
+    every finer scale from the refined kernel of the scale below, resized
+    to ``m_j`` px (:func:`resize_kernel`), whose support it then keeps
+    (A7). A blur too large to refine reliably at full resolution is a
+    small one at the coarse scales, where the refinement does well
+    (derivations/kernel_refinement.md, §5). With a single scale this is
+    :func:`refine_kernel`.
+
+    Parameters
+    ----------
+    image : ndarray of shape (H, W)
+        Blurry grey image in [0, 1] at the finest scale.
+    scale_kernels : sequence of ndarray
+        The network's kernels, coarse to fine: odd sides ``m_0 < ... < m_J``,
+        non-negative. Only the first is used as a starting point; the
+        others fix the sizes of the scales.
+    max_window : int or None, optional
+        Refine on the most textured square of at most this side of the
+        finest scale (default 512 px), and on that square resized at the
+        coarser scales; ``None``: the whole image.
+    **options
+        Keyword arguments of :func:`refine_kernel` (all but
+        ``max_window``), used at every scale.
+
+    Returns
+    -------
+    ndarray of shape (m_J, m_J)
+        float64, non-negative, sums to 1, centre of mass in the middle.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy.signal import fftconvolve
+    >>> from refdeblur import sample_kernel
+    >>> from refdeblur.kernel_refinement import refine_coarse_to_fine
+    >>> rng = np.random.default_rng(0)
+    >>> sharp = (rng.random((30, 30)) > 0.5).repeat(6, 0).repeat(6, 1) * 1.0
+    >>> true = sample_kernel(25, rng)
+    >>> blurry = fftconvolve(sharp, true, mode="valid")
+    >>> refined = refine_coarse_to_fine(blurry, [np.ones((17, 17)), np.ones((25, 25))])
+    >>> refined.shape, bool(np.isclose(refined.sum(), 1.0))
+    ((25, 25), True)
+    """
+    from .layers.resample import imresize
+
+    image = np.asarray(image, dtype=np.float64)
+    kernels = [np.asarray(k, dtype=np.float64) for k in scale_kernels]
+    if not kernels:
+        raise ValueError("refine_coarse_to_fine needs at least one kernel")
+    sizes = [k.shape[0] if k.ndim == 2 else 0 for k in kernels]
+    if (image.ndim != 2 or any(k.ndim != 2 or k.shape[0] != k.shape[1] for k in kernels)
+            or any(m % 2 == 0 for m in sizes)
+            or any(a >= b for a, b in zip(sizes, sizes[1:]))):
+        raise ValueError(f"refine_coarse_to_fine needs a grey image and square, odd "
+                         f"kernels of increasing size, got sides {sizes}")
+    finest = sizes[-1]
+    if min(image.shape) < 2 * finest:
+        raise ValueError(f"the image ({image.shape[0]}x{image.shape[1]} px) is too "
+                         f"small to refine a {finest} px kernel")
+    if max_window is not None and max(image.shape) > max_window:
+        from .inference import _textured_window
+        rows, cols = _textured_window(image, max(int(max_window), 2 * finest))
+        image = image[rows, cols]
+    current = None
+    for size, network_kernel in zip(sizes, kernels):
+        factor = size / finest
+        # The network's pyramid: ceil(factor * side), as MATLAB imresize.
+        shape = tuple(int(math.ceil(factor * side - 1e-9)) for side in image.shape)
+        scaled = image if shape == image.shape else imresize(image, output_shape=shape)
+        start = network_kernel if current is None else resize_kernel(current, size)  # (A8)
+        current = refine_kernel(scaled, start, max_window=None, **options)
     return current

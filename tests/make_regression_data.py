@@ -1,9 +1,11 @@
 """Regenerate tests/data/shipped_regression.npz (run after changing a model).
 
 ``python tests/make_regression_data.py`` stores, for every shipped network,
-the kernel it estimates on a fixed input (the centre of the README's sample
-photo) without and with the kernel refinement (step 6b), together with the
-SHA-256 of the model file. ``test_regression.py``
+the kernels it estimates on a fixed input (the centre of the README's sample
+photo): the last stage's kernel of every scale (``k{size}_scale{j}``, the
+finest is also ``k{size}_network``), and the default estimate with the
+kernel refinement of step 6b (``k{size}``), together with the SHA-256 of the
+model file. ``test_regression.py``
 then fails whenever inference or a shipped model changes the result, so the
 change is seen and the file is regenerated on purpose.
 """
@@ -26,11 +28,10 @@ def fixed_input():
 
 
 def estimates():
-    import warnings
-
-    from refdeblur import DeblurWarning, estimate_kernel
-    from refdeblur.kernel_refinement import refine_kernel
-    from refdeblur.models import SHIPPED_KERNEL_SIZES, model_sha256, shipped_model_path
+    from refdeblur.inference import network_kernels
+    from refdeblur.kernel_refinement import refine_coarse_to_fine
+    from refdeblur.models import (SHIPPED_KERNEL_SIZES, load_shipped_model, model_sha256,
+                                  shipped_model_path)
     image = fixed_input()
     arrays = {}
     for size in SHIPPED_KERNEL_SIZES:
@@ -38,11 +39,12 @@ def estimates():
             path = shipped_model_path(size)
         except ValueError:
             continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeblurWarning)
-            network_kernel = estimate_kernel(image, size, refine=False)
-        arrays[f"k{size}_network"] = network_kernel
-        arrays[f"k{size}"] = refine_kernel(image, network_kernel)
+        net = load_shipped_model(size)
+        scale_kernels = network_kernels(net.forward(image.astype(net.dtype)))
+        for j, kernel in enumerate(scale_kernels):
+            arrays[f"k{size}_scale{j}"] = kernel
+        arrays[f"k{size}_network"] = scale_kernels[-1]
+        arrays[f"k{size}"] = refine_coarse_to_fine(image, scale_kernels)
         arrays[f"k{size}_sha256"] = np.array(model_sha256(path))
     return arrays
 

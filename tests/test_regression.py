@@ -16,7 +16,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_regression_data import DATA, fixed_input  # noqa: E402
 
 from refdeblur import DeblurWarning, estimate_kernel  # noqa: E402
-from refdeblur.kernel_refinement import refine_kernel  # noqa: E402
+from refdeblur.inference import network_kernels  # noqa: E402
+from refdeblur.kernel_refinement import refine_coarse_to_fine, refine_kernel  # noqa: E402
+from refdeblur.models import load_shipped_model  # noqa: E402
 from refdeblur.models import SHIPPED_KERNEL_SIZES, model_sha256, shipped_model_path  # noqa: E402
 
 
@@ -37,10 +39,20 @@ def test_shipped_model_reproduces_its_stored_kernel(size):
         kernel = estimate_kernel(image, size)
     np.testing.assert_allclose(network_kernel, stored[f"k{size}_network"],
                                rtol=1e-4, atol=1e-6)
+    net = load_shipped_model(size)
+    scale_kernels = network_kernels(net.forward(image.astype(net.dtype)))
+    stored_scales = [stored[f"k{size}_scale{j}"] for j in range(len(scale_kernels))]
+    for now, then in zip(scale_kernels, stored_scales):
+        np.testing.assert_allclose(now, then, rtol=1e-4, atol=1e-6)
     # The refinement thresholds its kernels (A7), so float32 rounding in the
     # network can move a pixel across a threshold: it is checked from the
-    # stored network kernel, where it is float64 throughout, and the
-    # default estimate must be exactly the network's kernel, refined.
-    np.testing.assert_allclose(refine_kernel(image, stored[f"k{size}_network"]),
+    # stored network kernels, where it is float64 throughout, and the
+    # default estimate must be exactly the network's kernels, refined coarse
+    # to fine (a single scale: refine_kernel).
+    np.testing.assert_allclose(refine_coarse_to_fine(image, stored_scales),
                                stored[f"k{size}"], rtol=1e-6, atol=1e-9)
-    np.testing.assert_array_equal(kernel, refine_kernel(image, network_kernel))
+    np.testing.assert_array_equal(kernel, refine_coarse_to_fine(image, scale_kernels))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeblurWarning)
+        finest_only = estimate_kernel(image, size, refine={"coarse_to_fine": False})
+    np.testing.assert_array_equal(finest_only, refine_kernel(image, network_kernel))
