@@ -4,8 +4,10 @@ Run ``python benchmarks/kernel_refinement_tuning.py --images
 ../shared/data/train --levin ../shared/data/levin2009 [--pairs 10]
 [--config support_dilation=1 --config support_dilation=2,n_iter=10 ...]``.
 
-For the network's kernel alone and for each configuration of
-:func:`refdeblur.kernel_refinement.refine_kernel` it prints the error ratio
+For the network's kernel alone and for each configuration of the
+refinement (:func:`refdeblur.kernel_refinement.refine_coarse_to_fine`, the
+default of inference step 6b, or with ``coarse_to_fine=0`` the finest scale
+only, :func:`refdeblur.kernel_refinement.refine_kernel`) it prints the error ratio
 (Levin et al.'s protocol: SSD of the deconvolution with the estimate over
 the SSD with the true kernel, the same non-blind deconvolution as
 ``refdeblur bench levin``) as mean, count at ER <= 3 and count at ER <= 2:
@@ -13,8 +15,8 @@ the SSD with the true kernel, the same non-blind deconvolution as
 * on ``--pairs`` synthetic pairs per kernel size (17 and 25 px) made from
   the 60 images that training held out (256 px crops, noise 0.01, seed
   777, so neither the training validation set nor bench_learning's pairs),
-  each with the shipped network of that size: **the parameters are chosen
-  here**;
+  each with the shipped network of that size (``--sizes``, default 17 and
+  25): **the parameters are chosen here**;
 * on Levin et al.'s 32 cases with the shipped network the ``auto`` rule
   picks: reported, not tuned on.
 
@@ -34,10 +36,19 @@ from refdeblur.bench_levin import (_available_shipped_sizes, _deconvolve, _image
                                    _load_case, choose_kernel_size)
 from refdeblur.cli import _validation_split
 from refdeblur.image_io import find_images
-from refdeblur.inference import DeblurWarning, estimate_kernel
-from refdeblur.kernel_refinement import REFINEMENT_DEFAULTS, refine_kernel
+from refdeblur.inference import network_kernels
+from refdeblur.kernel_refinement import (REFINEMENT_DEFAULTS, refine_coarse_to_fine,
+                                         refine_kernel, resize_kernel)
 from refdeblur.models import load_shipped_model
 from refdeblur.training_data import load_gray_images, validation_set
+
+
+#: Keys of ``--config`` besides refine_kernel's parameters: how the scales of
+#: a multi-scale network are used (derivations/kernel_refinement.md, §5).
+#: ``coarse_to_fine=0`` refines the finest scale's kernel at the finest scale
+#: only (session 6); ``coarsest_start=1`` (with ``coarse_to_fine=0``) starts
+#: that from the coarsest scale's kernel resized to the finest size.
+SCALE_KEYS = ("coarse_to_fine", "coarsest_start")
 
 
 def parse_config(text):
@@ -45,11 +56,24 @@ def parse_config(text):
     config = {}
     for item in filter(None, text.split(",")):
         key, value = item.split("=")
-        if key not in REFINEMENT_DEFAULTS:
+        if key not in REFINEMENT_DEFAULTS and key not in SCALE_KEYS:
             raise SystemExit(f"unknown refinement parameter {key!r}; "
-                             f"known: {', '.join(REFINEMENT_DEFAULTS)}")
+                             f"known: {', '.join((*REFINEMENT_DEFAULTS, *SCALE_KEYS))}")
         config[key] = int(value) if value.lstrip("-").isdigit() else float(value)
     return config
+
+
+def refine(blurry, scale_kernels, config):
+    """The refined kernel of one configuration (as inference step 6b does it)."""
+    config = dict(config)
+    coarse_to_fine = config.pop("coarse_to_fine", 1)
+    coarsest_start = config.pop("coarsest_start", 0)
+    if coarse_to_fine:
+        return refine_coarse_to_fine(blurry, scale_kernels, **config)
+    start = scale_kernels[-1]
+    if coarsest_start:
+        start = resize_kernel(scale_kernels[0], start.shape[0])
+    return refine_kernel(blurry, start, **config)
 
 
 def error_ratio(blurry, sharp, kernel, ssd_true):
@@ -100,15 +124,15 @@ def main(argv=None):
         for set_label, blurry, sharp, true_kernel, size in source:
             if size not in networks:
                 networks[size] = load_shipped_model(size)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeblurWarning)
-                network_kernel = estimate_kernel(blurry, size, model=networks[size],
-                                                 refine=False)
+            # The whole image is the window (<= 1024 px), as in estimate_kernel.
+            net = networks[size]
+            scale_kernels = network_kernels(net.forward(blurry.astype(net.dtype)))
+            network_kernel = scale_kernels[-1]
             ssd_true = _image_scores(_deconvolve(blurry, true_kernel), sharp)["ssd"]
             for label, config in configs:
                 start = time.perf_counter()
                 kernel = (network_kernel if config is None
-                          else refine_kernel(blurry, network_kernel, **config))
+                          else refine(blurry, scale_kernels, config))
                 seconds[label] += time.perf_counter() - start
                 scores.setdefault((set_label, label), []).append(
                     error_ratio(blurry, sharp, kernel, ssd_true))
