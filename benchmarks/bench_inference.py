@@ -29,7 +29,7 @@ from _bench_common import best_time  # noqa: E402  (this folder)
 import numpy as np
 
 from refdeblur import build_network
-from refdeblur.kernel_refinement import refine_kernel
+from refdeblur.kernel_refinement import refine_coarse_to_fine
 from refdeblur.models import SHIPPED_KERNEL_SIZES, load_shipped_model, shipped_model_path
 
 #: Table 1 of the paper: seconds per image side, MATLAB on an Intel i5.
@@ -71,10 +71,12 @@ def estimation_table(sides, repeats):
             image = rng.random((side, side)).astype(np.float32)
             seconds = best_time(lambda: net.forward(image),
                                 repeats if side < 2048 else 1)
-            # Step 6b (not in the paper): its own column, on a blob start.
-            blob = np.exp(-np.sum((np.indices((kernel_size,) * 2) - kernel_size // 2) ** 2,
-                                  axis=0) / 8.0)
-            refine = best_time(lambda: refine_kernel(image.astype(np.float64), blob), 1)
+            # Step 6b (not in the paper): its own column, on blob starts at
+            # every scale (coarse to fine for the multi-scale networks).
+            blobs = [np.exp(-np.sum((np.indices((m, m)) - m // 2) ** 2, axis=0) / 8.0)
+                     for m in net.architecture.kernel_sizes]
+            refine = best_time(lambda: refine_coarse_to_fine(image.astype(np.float64),
+                                                             blobs), 1)
             paper = PAPER_TABLE_1[kernel_size][side]
             rows.append((kernel_size, side, seconds, refine, paper, origin))
             print(f"  {kernel_size} px, {side}²: {seconds:.2f} s, refinement "
