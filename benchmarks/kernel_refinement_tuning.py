@@ -69,7 +69,8 @@ def refine(blurry, scale_kernels, config):
     coarse_to_fine = config.pop("coarse_to_fine", 1)
     coarsest_start = config.pop("coarsest_start", 0)
     if coarse_to_fine:
-        return refine_coarse_to_fine(blurry, scale_kernels, **config)
+        sizes = [k.shape[0] for k in scale_kernels]
+        return refine_coarse_to_fine(blurry, scale_kernels[0], sizes, **config)
     start = scale_kernels[-1]
     if coarsest_start:
         start = resize_kernel(scale_kernels[0], start.shape[0])

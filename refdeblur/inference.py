@@ -366,20 +366,26 @@ def _estimate(image, kernel_size, channel_axis, model, max_window, refine=True):
                       "estimate a blur from; returning a delta kernel",
                       DeblurWarning, stacklevel=3)
         return delta_kernel(kernel_size), context
-    output = net.forward(window.astype(net.dtype))                      # 4, 5
+    options = dict(refine) if isinstance(refine, dict) else {}
+    refining = (refine is not False and refine is not None
+                and min(window.shape) >= 2 * kernel_size)
+    scale_sizes = net.architecture.kernel_sizes
+    coarse_to_fine = refining and options.pop("coarse_to_fine", True) and len(scale_sizes) > 1
+    # Coarse to fine (6b) starts from the coarsest scale's kernel alone, so
+    # the finer scales need not run.
+    output = net.forward(window.astype(net.dtype),                      # 4, 5
+                         n_scales=1 if coarse_to_fine else None)
     scale_kernels = network_kernels(output)                             # 6
     if scale_kernels is None:
         warnings.warn("the network gave no usable kernel for this image; "
                       "returning a delta kernel", DeblurWarning, stacklevel=3)
         return delta_kernel(kernel_size), context
     kernel = scale_kernels[-1]
-    if refine is not False and refine is not None and min(window.shape) >= 2 * kernel_size:  # 6b
-        options = dict(refine) if isinstance(refine, dict) else {}
-        if options.pop("coarse_to_fine", True):
-            kernel = refine_coarse_to_fine(window.astype(np.float64), scale_kernels,
-                                           **options)
-        else:
-            kernel = refine_kernel(window.astype(np.float64), kernel, **options)
+    if coarse_to_fine:                                                  # 6b
+        kernel = refine_coarse_to_fine(window.astype(np.float64), kernel, scale_sizes,
+                                       **options)
+    elif refining:
+        kernel = refine_kernel(window.astype(np.float64), kernel, **options)
     if kernel_border_mass(kernel) > _BORDER_MASS_WARNING:
         warnings.warn(f"the estimated kernel touches the border of its "
                       f"{kernel_size}x{kernel_size} window, so the blur is "

@@ -303,8 +303,8 @@ def resize_kernel(kernel, size):
     return center_kernel(kernel / total)
 
 
-def refine_coarse_to_fine(image, scale_kernels, *, max_window=512, **options):
-    """Refine a multi-scale network's kernels from its coarsest scale up (A8).
+def refine_coarse_to_fine(image, kernel, scale_sizes, *, max_window=512, **options):
+    """Refine a multi-scale network's kernel from its coarsest scale up (A8).
 
     Scale ``j`` of the network sees the image resized by ``m_j / m_J``
     (``m_j`` the kernel side of scale ``j``, ``m_J`` the finest; the
@@ -321,10 +321,11 @@ def refine_coarse_to_fine(image, scale_kernels, *, max_window=512, **options):
     ----------
     image : ndarray of shape (H, W)
         Blurry grey image in [0, 1] at the finest scale.
-    scale_kernels : sequence of ndarray
-        The network's kernels, coarse to fine: odd sides ``m_0 < ... < m_J``,
-        non-negative. Only the first is used as a starting point; the
-        others fix the sizes of the scales.
+    kernel : ndarray of shape (m_0, m_0)
+        The network's kernel at its coarsest scale (non-negative).
+    scale_sizes : sequence of int
+        Kernel sides of the scales, coarse to fine: odd, increasing,
+        the first ``m_0``.
     max_window : int or None, optional
         Refine on the most textured square of at most this side of the
         finest scale (default 512 px), and on that square resized at the
@@ -348,22 +349,21 @@ def refine_coarse_to_fine(image, scale_kernels, *, max_window=512, **options):
     >>> sharp = (rng.random((30, 30)) > 0.5).repeat(6, 0).repeat(6, 1) * 1.0
     >>> true = sample_kernel(25, rng)
     >>> blurry = fftconvolve(sharp, true, mode="valid")
-    >>> refined = refine_coarse_to_fine(blurry, [np.ones((17, 17)), np.ones((25, 25))])
+    >>> refined = refine_coarse_to_fine(blurry, np.ones((17, 17)), (17, 25))
     >>> refined.shape, bool(np.isclose(refined.sum(), 1.0))
     ((25, 25), True)
     """
     from .layers.resample import imresize
 
     image = np.asarray(image, dtype=np.float64)
-    kernels = [np.asarray(k, dtype=np.float64) for k in scale_kernels]
-    if not kernels:
-        raise ValueError("refine_coarse_to_fine needs at least one kernel")
-    sizes = [k.shape[0] if k.ndim == 2 else 0 for k in kernels]
-    if (image.ndim != 2 or any(k.ndim != 2 or k.shape[0] != k.shape[1] for k in kernels)
+    kernel = np.asarray(kernel, dtype=np.float64)
+    sizes = [int(m) for m in scale_sizes]
+    if (image.ndim != 2 or not sizes or kernel.shape != (sizes[0], sizes[0])
             or any(m % 2 == 0 for m in sizes)
             or any(a >= b for a, b in zip(sizes, sizes[1:]))):
-        raise ValueError(f"refine_coarse_to_fine needs a grey image and square, odd "
-                         f"kernels of increasing size, got sides {sizes}")
+        raise ValueError(f"refine_coarse_to_fine needs a grey image, odd increasing "
+                         f"scale sizes and a kernel of the first size; got sizes "
+                         f"{sizes} and a kernel of shape {kernel.shape}")
     finest = sizes[-1]
     if min(image.shape) < 2 * finest:
         raise ValueError(f"the image ({image.shape[0]}x{image.shape[1]} px) is too "
@@ -373,11 +373,11 @@ def refine_coarse_to_fine(image, scale_kernels, *, max_window=512, **options):
         rows, cols = _textured_window(image, max(int(max_window), 2 * finest))
         image = image[rows, cols]
     current = None
-    for size, network_kernel in zip(sizes, kernels):
+    for size in sizes:
         factor = size / finest
         # The network's pyramid: ceil(factor * side), as MATLAB imresize.
         shape = tuple(int(math.ceil(factor * side - 1e-9)) for side in image.shape)
         scaled = image if shape == image.shape else imresize(image, output_shape=shape)
-        start = network_kernel if current is None else resize_kernel(current, size)  # (A8)
+        start = kernel if current is None else resize_kernel(current, size)  # (A8)
         current = refine_kernel(scaled, start, max_window=None, **options)
     return current

@@ -478,7 +478,7 @@ class Network:
             best = max(best, int(math.ceil(need_scale / factor)))
         return best
 
-    def forward(self, image, *, n_stages=None):
+    def forward(self, image, *, n_stages=None, n_scales=None):
         """Estimate the blur kernel of a blurry image.
 
         Parameters
@@ -489,19 +489,25 @@ class Network:
             Run only the first ``n_stages`` stages of the finest scale (used
             by stage-wise training); coarser scales always run all stages.
             Default: ``architecture.inference_stages``, else all.
+        n_scales : int, optional
+            Run only the first (coarsest) ``n_scales`` scales; the output's
+            ``kernel`` is then the last of those scales' (its size is that
+            scale's, its image the resized one). Used by the coarse-to-fine
+            kernel refinement, which needs only the coarsest scale's kernel.
+            Default: all scales.
 
         Returns
         -------
         NetworkOutput
         """
-        output, _ = self._run(image, n_stages, keep_cache=False)
+        output, _ = self._run(image, n_stages, keep_cache=False, n_scales=n_scales)
         return output
 
     def forward_with_cache(self, image, *, n_stages=None):
         """:meth:`forward`, also returning what :meth:`backward` needs."""
         return self._run(image, n_stages, keep_cache=True)
 
-    def _run(self, image, n_stages, *, keep_cache):
+    def _run(self, image, n_stages, *, keep_cache, n_scales=None):
         image = np.asarray(image)
         single = image.ndim == 2
         batch = image[None] if single else image
@@ -523,7 +529,11 @@ class Network:
         kind = self.architecture.resample_kernel
         stage_kernels, scale_caches, resamplers = [], [], []
         latent = None
-        for j, stages in enumerate(self.scales):
+        if n_scales is None:
+            n_scales = len(self.scales)
+        if not 1 <= n_scales <= len(self.scales):
+            raise ValueError(f"n_scales must be in 1..{len(self.scales)}")
+        for j, stages in enumerate(self.scales[:n_scales]):
             down = (Resample(batch.shape[-2:], shapes[j], kernel=kind)
                     if shapes[j] != batch.shape[-2:] else None)
             up = (Resample(shapes[j - 1], shapes[j], kernel=kind)

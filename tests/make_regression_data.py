@@ -44,7 +44,8 @@ def estimates():
         for j, kernel in enumerate(scale_kernels):
             arrays[f"k{size}_scale{j}"] = kernel
         arrays[f"k{size}_network"] = scale_kernels[-1]
-        arrays[f"k{size}"] = refine_coarse_to_fine(image, scale_kernels)
+        arrays[f"k{size}"] = refine_coarse_to_fine(
+            image, scale_kernels[0], net.architecture.kernel_sizes)
         arrays[f"k{size}_sha256"] = np.array(model_sha256(path))
     return arrays
 

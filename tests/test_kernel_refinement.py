@@ -163,7 +163,7 @@ def test_large_image_is_refined_on_its_textured_window():
 def test_one_scale_coarse_to_fine_is_refine_kernel():
     blurry, true = _synthetic_pair(1)
     blob = gaussian_filter(true, 1.5, mode="constant")
-    np.testing.assert_array_equal(refine_coarse_to_fine(blurry, [blob]),
+    np.testing.assert_array_equal(refine_coarse_to_fine(blurry, blob, [17]),
                                   refine_kernel(blurry, blob))
 
 
@@ -186,8 +186,7 @@ def test_coarse_to_fine_recovers_a_large_blur_from_a_coarse_blob(seed):
     blurry, true = _synthetic_pair(seed, size=25)
     coarse_blob = gaussian_filter(resize_kernel(true, 17), 1.0, mode="constant")
     coarse_blob /= coarse_blob.sum()
-    finest_start = np.zeros((25, 25))                # its size only
-    refined = refine_coarse_to_fine(blurry, [coarse_blob, finest_start])
+    refined = refine_coarse_to_fine(blurry, coarse_blob, (17, 25))
     _check_kernel(refined, 25)
     start_error = kernel_error_up_to_shift(resize_kernel(coarse_blob, 25), true)
     assert kernel_error_up_to_shift(refined, true) < 0.5 * start_error
@@ -198,25 +197,26 @@ def test_coarse_to_fine_uses_the_textured_window_at_every_scale():
     blurry, true = _synthetic_pair(1, size=25)
     image = np.full((blurry.shape[0], 3 * blurry.shape[1]), 0.5)
     image[:, -blurry.shape[1]:] = blurry
-    kernels = [gaussian_filter(resize_kernel(true, 17), 1.0, mode="constant"), true]
+    coarse = gaussian_filter(resize_kernel(true, 17), 1.0, mode="constant")
     rows, cols = _textured_window(image, 200)
     np.testing.assert_array_equal(
-        refine_coarse_to_fine(image, kernels, max_window=200),
-        refine_coarse_to_fine(image[rows, cols], kernels, max_window=None))
+        refine_coarse_to_fine(image, coarse, (17, 25), max_window=200),
+        refine_coarse_to_fine(image[rows, cols], coarse, (17, 25), max_window=None))
 
 
-@pytest.mark.parametrize("kernels", [
-    [],                                              # nothing to refine
-    [np.ones((25, 25)), np.ones((17, 17))],          # fine to coarse
-    [np.ones((17, 17)), np.ones((17, 17))],          # no growth
-    [np.ones((16, 16)), np.ones((25, 25))],          # even side
-    [np.ones((17, 15)), np.ones((25, 25))],          # not square
+@pytest.mark.parametrize("kernel, sizes", [
+    (np.ones((17, 17)), []),                         # no scales
+    (np.ones((25, 25)), (25, 17)),                   # fine to coarse
+    (np.ones((17, 17)), (17, 17)),                   # no growth
+    (np.ones((16, 16)), (16, 25)),                   # even side
+    (np.ones((17, 15)), (17, 25)),                   # not square
+    (np.ones((25, 25)), (17, 25)),                   # not the coarsest size
 ])
-def test_coarse_to_fine_bad_kernels_raise(kernels):
+def test_coarse_to_fine_bad_arguments_raise(kernel, sizes):
     with pytest.raises(ValueError):
-        refine_coarse_to_fine(np.zeros((80, 80)), kernels)
+        refine_coarse_to_fine(np.zeros((80, 80)), kernel, sizes)
 
 
 def test_coarse_to_fine_rejects_small_images():
     with pytest.raises(ValueError, match="too small"):
-        refine_coarse_to_fine(np.zeros((40, 40)), [np.ones((17, 17)), np.ones((25, 25))])
+        refine_coarse_to_fine(np.zeros((40, 40)), np.ones((17, 17)), (17, 25))

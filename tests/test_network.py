@@ -154,6 +154,26 @@ def test_forward_output_properties(rng):
     np.testing.assert_allclose(single.kernel, out.kernel[1], rtol=1e-12, atol=1e-14)
 
 
+def test_forward_can_stop_after_the_coarse_scales(rng):
+    # The coarse-to-fine refinement needs only the coarsest scale's kernel;
+    # stopping there must give exactly the full run's numbers for it.
+    net = build_network(7, rng=rng, kernel_sizes=(5, 7), filter_sizes=(3, 5),
+                        n_filters=4, n_hidden=4, inference_stages=2)
+    image = rng.random((33, 29))
+    full = net.forward(image)
+    coarse = net.forward(image, n_scales=1)
+    assert len(coarse.stage_kernels) == 1 and len(coarse.stage_kernels[0]) == 3
+    for a, b in zip(coarse.stage_kernels[0], full.stage_kernels[0]):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(coarse.kernel, full.stage_kernels[0][-1])
+    assert coarse.latent.shape == tuple(net.scale_shapes(image.shape)[0])
+    assert len(full.stage_kernels[1]) == 2                # inference_stages
+    np.testing.assert_array_equal(net.forward(image, n_scales=2).kernel, full.kernel)
+    for bad in (0, 3):
+        with pytest.raises(ValueError, match="n_scales"):
+            net.forward(image, n_scales=bad)
+
+
 def test_inference_path_equals_the_training_path(rng):
     # forward() runs Stage.predict (no caches, in-place tanh); the numbers
     # must be exactly those of forward_with_cache, which training uses.

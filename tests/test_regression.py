@@ -49,9 +49,11 @@ def test_shipped_model_reproduces_its_stored_kernel(size):
     # stored network kernels, where it is float64 throughout, and the
     # default estimate must be exactly the network's kernels, refined coarse
     # to fine (a single scale: refine_kernel).
-    np.testing.assert_allclose(refine_coarse_to_fine(image, stored_scales),
+    sizes = net.architecture.kernel_sizes
+    np.testing.assert_allclose(refine_coarse_to_fine(image, stored_scales[0], sizes),
                                stored[f"k{size}"], rtol=1e-6, atol=1e-9)
-    np.testing.assert_array_equal(kernel, refine_coarse_to_fine(image, scale_kernels))
+    np.testing.assert_array_equal(kernel, refine_coarse_to_fine(image, scale_kernels[0],
+                                                                sizes))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeblurWarning)
         finest_only = estimate_kernel(image, size, refine={"coarse_to_fine": False})
