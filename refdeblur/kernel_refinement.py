@@ -269,9 +269,11 @@ def refine_kernel(image, kernel, *, n_iter=5, edge_fraction=0.05, regularisation
     kernel = kernel / kernel.sum()
     support = _support(kernel, support_threshold, support_dilation)
     blurry_gradients = _gradients(image)                                   # (A3)
+    image32 = image.astype(np.float32)
     current = kernel
     for _ in range(int(n_iter)):
-        latent = deconvolve(image, current, noise_std=noise_std)            # (A1)
+        latent = deconvolve(image32, current.astype(np.float32),            # (A1)
+                            noise_std=noise_std).astype(np.float64)
         edges = _select_edges(_gradients(latent), edge_fraction)           # (A2)
         if not any(np.any(e) for e in edges):
             break
