@@ -92,7 +92,12 @@ benchmark needs no data set.
    column gives refdeblur's time with the kernel gradient in float64, as
    ``training_step`` passes it. Then stage 3 layer by layer (each layer's
    forward + backward on the stage's real intermediate values), to show
-   where the difference comes from.
+   where the difference comes from, and stage 1 the same way.
+
+   PyTorch's OpenMP threads spin for a while after each call by default and
+   then slow down refdeblur's threads run right after them; run the
+   comparison with ``OMP_WAIT_POLICY=PASSIVE`` (session 7 did) so that each
+   side gets the cores while it runs.
 """
 
 import refdeblur  # noqa: F401  (first: sets OPENBLAS_NUM_THREADS=1 before NumPy loads)
@@ -621,13 +626,15 @@ def bench_torch(images, repeats):
                  "refdeblur, f64 dkernel ms", "PyTorch ms", "PyTorch best ms",
                  "ratio of medians", "ratio of bests"], rows,
                 note="refdeblur, f64 dkernel: the kernel-loss gradient handed to the "
-                     "stage as float64, as training_step does when the true kernels are "
-                     "float64. The implementations run in turn, one call each per round, "
+                     "stage as float64 (training_step casts the true kernels to the "
+                     "network's dtype, so training passes float32: this column is "
+                     "what that cast saves). The implementations run in turn, one call each per round, "
                      "so that a slow spell of the machine hits all of them. Ratios: "
                      "refdeblur (float32 gradient) / PyTorch; below 1, refdeblur is "
                      "faster.")
     if torch is not None:
-        torch_layers(torch, reference, net, 2, images, repeats)
+        for stage_index in (0, 2):
+            torch_layers(torch, reference, net, stage_index, images, repeats)
 
 
 def torch_layers(torch, reference, net, stage_index, images, repeats):
@@ -752,6 +759,7 @@ SECTIONS = ("data", "throughput", "profile", "torch")
 
 
 def main(argv=None):
+    global FILTER_SIZE, CROP
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="one timed step per configuration, float32 only")
@@ -766,7 +774,14 @@ def main(argv=None):
                              "trainable)")
     parser.add_argument("--sections", default=",".join(SECTIONS),
                         help=f"comma-separated subset of {','.join(SECTIONS)}")
+    parser.add_argument("--filter-size", type=int, default=FILTER_SIZE,
+                        help=f"filter side (default {FILTER_SIZE}; the networks "
+                             f"shipped since session 4 use 17)")
+    parser.add_argument("--crop", type=int, default=CROP,
+                        help=f"crop side (default {CROP}; the 25 and 33 px "
+                             f"networks trained on 256)")
     args = parser.parse_args(argv)
+    FILTER_SIZE, CROP = args.filter_size, args.crop
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = set(sections) - set(SECTIONS)
     if unknown:

@@ -2,8 +2,8 @@
 
 NumPy releases the GIL inside ufunc loops and BLAS calls, so a plain thread
 pool runs the halves of a large ``tanh`` or matrix product at the same
-time. Used by the inference path only (:meth:`refdeblur.network.Stage.predict`):
-the results are identical to the single-threaded ones, element by element
+time. Used by the inference path (:meth:`refdeblur.network.Stage.predict`)
+and by the tanh layer (:mod:`refdeblur.layers.tanh`): the results are identical to the single-threaded ones, element by element
 (every output is computed by the same loop, only on another thread).
 """
 
@@ -36,6 +36,37 @@ def _pool():
 def _spans(length, parts):
     edges = np.linspace(0, length, parts + 1).astype(int)
     return [slice(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+def elementwise(function, size):
+    """Run ``function(span)`` over index spans of a flat array on all cores.
+
+    ``function`` gets a ``slice`` of ``range(size)`` and must write only
+    there (e.g. ``np.tanh(x[span], out=out[span])`` on C-contiguous
+    arrays' flat views). Each element is computed by the same NumPy loop
+    whatever the split, so the result does not depend on the number of
+    cores. Small arrays run in one call on the calling thread.
+    """
+    workers = _workers()
+    if size < _MIN_ELEMENTS or workers == 1:
+        function(slice(0, size))
+        return
+    list(_pool().map(function, _spans(size, workers)))
+
+
+def for_each(function, count, elements_per_call):
+    """``function(i)`` for ``i`` in ``range(count)``, spread over the cores.
+
+    For independent calls that release the GIL (BLAS products, ufuncs)
+    and write disjoint outputs; each call is the same whichever thread
+    runs it. Runs in a plain loop when there is one call or the calls are
+    small (``elements_per_call`` below the hand-off threshold).
+    """
+    if count < 2 or elements_per_call < _MIN_ELEMENTS or _workers() == 1:
+        for index in range(count):
+            function(index)
+        return
+    list(_pool().map(function, range(count)))
 
 
 def tanh_inplace(array):

@@ -7,6 +7,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._threads import for_each
+
 
 class RecombineCache(NamedTuple):
     x: np.ndarray       # (N, C_in, H, W), needed for the weight gradient (R3)
@@ -120,6 +122,9 @@ def _matmul_each(matrix, stack):
     """
     out = np.empty((stack.shape[0], matrix.shape[0], stack.shape[2]),
                    dtype=np.result_type(matrix, stack))
-    for n in range(stack.shape[0]):
-        np.matmul(matrix, stack[n], out=out[n])
+    # One image per task over the cores (BLAS runs single-threaded here):
+    # every product is the same 2-D call as in a plain loop, so the result
+    # does not depend on the number of cores.
+    for_each(lambda n: np.matmul(matrix, stack[n], out=out[n]), stack.shape[0],
+             stack[0].size)
     return out
