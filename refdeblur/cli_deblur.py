@@ -162,6 +162,17 @@ def _read(source):
     return image
 
 
+def refinement_mode(refine, model):
+    """What step 6b does with this model: ``"none"``, ``"single_scale"`` (the
+    network's kernel refined at its one scale) or ``"coarse_to_fine"`` (from
+    the coarsest scale's kernel over every scale; derivations/
+    kernel_refinement.md, A8). Images smaller than twice the kernel are
+    not refined whatever this says."""
+    if not refine:
+        return "none"
+    return "coarse_to_fine" if len(model.architecture.kernel_sizes) > 1 else "single_scale"
+
+
 def _deblur_one(source, sharp_path, kernel_path, args, model):
     from .image_io import write_image
     from .inference import DeblurWarning, deblur
@@ -241,7 +252,8 @@ def run_deblur(args, user_error):
               "model_sha256": model_sha256(model_path),
               "parameters": {"kernel_size": args.kernel_size,
                              "method": args.method, "noise_std": args.noise_std,
-                             "max_window": args.max_window, "refine": args.refine},
+                             "max_window": args.max_window, "refine": args.refine,
+                             "refinement": refinement_mode(args.refine, model)},
               "images": []}
     failures = 0
     bar = tqdm(inputs, unit="image", disable=len(inputs) < 2, file=sys.stderr)

@@ -61,6 +61,7 @@ def test_deblur_writes_image_kernel_and_report(photo, tmp_path):
     assert kernel_png.shape[0] >= 256 and kernel_png.max() == 255
     record = json.loads(report.read_text())
     assert record["refdeblur_version"] and len(record["model_sha256"]) == 64
+    assert record["parameters"]["refinement"] == "single_scale"
     (image,) = record["images"]
     kernel = np.array(image["kernel"])
     assert kernel.shape == (17, 17) and abs(kernel.sum() - 1) < 1e-6
@@ -77,11 +78,21 @@ def test_no_refine_gives_the_network_kernel_and_says_so(photo, tmp_path):
     assert result.returncode == 0, result.stderr
     record = json.loads(report.read_text())
     assert record["parameters"]["refine"] is False
+    assert record["parameters"]["refinement"] == "none"
     kernel = np.array(record["images"][0]["kernel"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeblurWarning)
         expected = estimate_kernel(read_image(photo), 17, channel_axis=-1, refine=False)
     np.testing.assert_allclose(kernel, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("size, refine, mode", [
+    (17, True, "single_scale"), (25, True, "coarse_to_fine"), (33, True, "coarse_to_fine"),
+    (25, False, "none")])
+def test_report_names_the_refinement(size, refine, mode):
+    from refdeblur.cli_deblur import refinement_mode
+    from refdeblur.models import load_shipped_model
+    assert refinement_mode(refine, load_shipped_model(size)) == mode
 
 
 def test_help_shows_examples():
