@@ -71,13 +71,11 @@ def for_each(function, count, elements_per_call):
 
 def tanh_inplace(array):
     """``np.tanh(array, out=array)`` on all cores; returns ``array``."""
-    flat = array.reshape(-1)
-    workers = _workers()
-    if flat.size < _MIN_ELEMENTS or workers == 1:
+    if not array.flags.c_contiguous:        # no flat view to share out
         np.tanh(array, out=array)
         return array
-    list(_pool().map(lambda span: np.tanh(flat[span], out=flat[span]),
-                     _spans(flat.size, workers)))
+    flat = array.reshape(-1)
+    elementwise(lambda span: np.tanh(flat[span], out=flat[span]), flat.size)
     return array
 
 

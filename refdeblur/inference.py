@@ -34,8 +34,8 @@ from .layers.image_quotient import ImageQuotient
 from .models import load_shipped_model
 
 __all__ = ["DeblurWarning", "estimate_kernel", "deblur", "delta_kernel",
-           "center_kernel", "kernel_border_mass", "network_kernels", "sharpen_kernel", "DECONVOLUTION_METHODS",
-           "DEFAULT_MAX_WINDOW"]
+           "center_kernel", "kernel_border_mass", "network_kernels", "sharpen_kernel",
+           "DECONVOLUTION_METHODS", "DEFAULT_MAX_WINDOW"]
 
 #: Side of the largest square the kernel is estimated on (step 3).
 DEFAULT_MAX_WINDOW = 1024

@@ -24,15 +24,13 @@ it, says why it was added and gives the measurements that chose its
 parameters (synthetic held-out pairs, then Levin et al.'s benchmark).
 """
 
-import math
-
 import numpy as np
 from scipy.ndimage import binary_dilation
 
 from ._fft import fast_length, irfft2, rfft2
 
-__all__ = ["refine_kernel", "refine_coarse_to_fine", "resize_kernel", "solve_kernel", "gradient_gram", "ValidConvolution",
-           "REFINEMENT_DEFAULTS"]
+__all__ = ["refine_kernel", "refine_coarse_to_fine", "resize_kernel", "solve_kernel",
+           "gradient_gram", "ValidConvolution", "REFINEMENT_DEFAULTS"]
 
 #: Defaults of :func:`refine_kernel` (derivations/kernel_refinement.md, §4).
 REFINEMENT_DEFAULTS = {
@@ -356,6 +354,7 @@ def refine_coarse_to_fine(image, kernel, scale_sizes, *, max_window=512, **optio
     ((25, 25), True)
     """
     from .layers.resample import imresize
+    from .network import pyramid_shapes
 
     image = np.asarray(image, dtype=np.float64)
     kernel = np.asarray(kernel, dtype=np.float64)
@@ -375,10 +374,7 @@ def refine_coarse_to_fine(image, kernel, scale_sizes, *, max_window=512, **optio
         rows, cols = _textured_window(image, max(int(max_window), 2 * finest))
         image = image[rows, cols]
     current = None
-    for size in sizes:
-        factor = size / finest
-        # The network's pyramid: ceil(factor * side), as MATLAB imresize.
-        shape = tuple(int(math.ceil(factor * side - 1e-9)) for side in image.shape)
+    for size, shape in zip(sizes, pyramid_shapes(image.shape, sizes)):    # the network's
         scaled = image if shape == image.shape else imresize(image, output_shape=shape)
         start = kernel if current is None else resize_kernel(current, size)  # (A8)
         current = refine_kernel(scaled, start, max_window=None, **options)

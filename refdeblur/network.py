@@ -377,6 +377,18 @@ class _ScaleCache(NamedTuple):
     in_shape: tuple       # (H, W) of this scale
 
 
+def pyramid_shapes(image_shape, kernel_sizes):
+    """Image size at every scale of a pyramid with these kernel sides.
+
+    Scale ``j`` runs at the factor ``m_j / m_last`` (method-spec O4); its
+    size is ``ceil(factor * size)`` as in MATLAB ``imresize``. Used by the
+    network and by the coarse-to-fine kernel refinement, which must see the
+    same images.
+    """
+    return [tuple(int(math.ceil(m / kernel_sizes[-1] * side - 1e-9)) for side in image_shape)
+            for m in kernel_sizes]
+
+
 class NetworkCache(NamedTuple):
     scales: list
     resamplers: list      # (down, up) Resample layers per scale
@@ -458,13 +470,7 @@ class Network:
         Scale ``j`` runs at the factor ``m_j / m_last`` (method-spec O4); its
         size is ``ceil(factor * size)`` as in MATLAB ``imresize``.
         """
-        sizes = self.architecture.kernel_sizes
-        shapes = []
-        for m in sizes:
-            factor = m / sizes[-1]
-            shapes.append(tuple(int(math.ceil(factor * s - 1e-9))
-                                for s in image_shape))
-        return shapes
+        return pyramid_shapes(image_shape, self.architecture.kernel_sizes)
 
     def min_image_size(self):
         """Smallest image side every scale can process."""
