@@ -23,16 +23,40 @@ largest error on the whole real line is 4.1e-7 (float32 ``np.tanh``:
 7.6e-8); tests/test_features_numba.py measures it and compares the whole
 head against the NumPy layers.
 
-No fastmath is used and every row is computed by the same code whichever
-thread runs it, so the result does not depend on the number of threads.
+The convolution can run two ways (``method``), both within float32
+rounding of the layers:
+
+* ``"direct"``: per output row, im2col and one sgemm, ``C f²`` multiply-adds
+  per pixel and filter (the rows shared out with ``prange``);
+* ``"fft"``: overlap-save over square tiles of ``T`` px (64 to 160, chosen
+  per image). Per tile: the ``rfft2`` of its ``C`` input channels, the
+  spectra multiplied by the filters' precomputed conjugate spectra and
+  summed over the channels (C8 of derivations/conv2d.md), one batched
+  ``irfft2`` of the 32 products, and the same head (bias, tanh, W1, tanh,
+  W2) on the tile's ``(T - f + 1)²`` valid outputs. The tile is small
+  enough that its 32 spectra stay in the core's cache, which the
+  whole-image FFT of :func:`refdeblur.layers.conv2d.fft_correlate` does
+  not; the tiles are shared out over the cores (the FFTs and the Numba
+  kernels release the GIL). With 17 x 17 filters this is about a tenth of
+  the direct method's arithmetic, and ``benchmarks/bench_stage_features.py``
+  measures it 1.3 to 2 times faster from 800 px up.
+
+No fastmath is used and every row (or tile) is computed by the same code
+whichever thread runs it, so the result does not depend on the number of
+threads.
 """
+
+import threading
 
 import numba
 import numpy as np
+import scipy.fft
 from numba import prange
 
+from ._threads import for_each
+
 __all__ = ["stage_features", "fast_tanh", "lambert_tanh_coefficients",
-           "TANH_TERMS", "TANH_CLAMP"]
+           "fft_tile_size", "TANH_TERMS", "TANH_CLAMP"]
 
 #: Terms of Lambert's continued fraction kept (11: the fewest that reach the
 #: float32 rounding floor of about 4e-7, see the module docstring).
@@ -149,20 +173,129 @@ def _stage_features_kernel(x, wconv_t, bconv, filter_size, w1_t, b1, w2_t, b2, o
                 row[j] = features[j, o] + bias
 
 
+@numba.njit(nogil=True, cache=True, error_model="numpy")
+def _spectral_sum(filter_spectra, tile_spectra, out):
+    # (C8): out_o = sum_c conj(W_oc) X_c; the conjugate is stored. Rows in
+    # the innermost loop so that LLVM vectorises the complex products.
+    n_channels, n_filters, rows, columns = filter_spectra.shape
+    for o in range(n_filters):
+        for p in range(rows):
+            out_row = out[o, p]
+            filter_row = filter_spectra[0, o, p]
+            tile_row = tile_spectra[0, p]
+            for q in range(columns):
+                out_row[q] = filter_row[q] * tile_row[q]
+            for c in range(1, n_channels):
+                filter_row = filter_spectra[c, o, p]
+                tile_row = tile_spectra[c, p]
+                for q in range(columns):
+                    out_row[q] += filter_row[q] * tile_row[q]
+
+
+@numba.njit(nogil=True, cache=True, error_model="numpy")
+def _tile_head(conv_out, valid_h, valid_w, bconv, w1, b1, w2, b2, out, row0, col0):
+    # The head of the direct kernel on a tile's valid convolution outputs
+    # conv_out[:, :valid_h, :valid_w], written to out[:, row0:, col0:].
+    n_filters = conv_out.shape[0]
+    n_pixels = valid_h * valid_w
+    activation = np.empty((n_filters, n_pixels), dtype=np.float32)
+    for f in range(n_filters):
+        pixels = activation[f]
+        bias = bconv[f]
+        for i in range(valid_h):
+            source = conv_out[f, i]
+            for j in range(valid_w):
+                pixels[i * valid_w + j] = _tanh(source[j] + bias)
+    hidden = np.dot(w1, activation)                                 # W1
+    for h in range(hidden.shape[0]):
+        pixels = hidden[h]
+        bias = b1[h]
+        for m in range(n_pixels):
+            pixels[m] = _tanh(pixels[m] + bias)
+    features = np.dot(w2, hidden)                                   # W2
+    for o in range(features.shape[0]):
+        bias = b2[o]
+        for i in range(valid_h):
+            target = out[o, row0 + i]
+            source = features[o]
+            for j in range(valid_w):
+                target[col0 + j] = source[i * valid_w + j] + bias
+
+
 def _float32(array, length):
     if array is None:
         return np.zeros(length, np.float32)
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
+#: Tile sides tried by :func:`fft_tile_size`: lengths with small prime
+#: factors, none above 160 px (beyond, a tile's 32 spectra of 8 bytes
+#: per complex value leave the core's cache and the FFTs slow down).
+_TILE_SIDES = (64, 72, 80, 96, 108, 120, 128, 144, 160)
+
+
+def fft_tile_size(out_height, out_width, filter_size):
+    """The overlap-save tile side for ``out_height x out_width`` outputs.
+
+    A tile yields ``T - f + 1`` outputs per side. Minimises the area the
+    tiles cover, (number of tiles) x ``(T - f + 1)²``, over
+    :data:`_TILE_SIDES` (and, for filters too large for them, the fast
+    lengths up to four filter sizes); on a tie, the larger tile.
+    """
+    sides = [side for side in _TILE_SIDES if side >= 2 * filter_size]
+    if not sides:
+        sides = sorted({scipy.fft.next_fast_len(n, real=True)
+                        for n in range(2 * filter_size, 4 * filter_size + 1)})
+
+    def work(side):
+        # Measured per valid output pixel, a tile of 64 to 160 px costs
+        # the same (within 15 %): what matters is the area the tiles cover
+        # beyond the image.
+        valid = side - filter_size + 1
+        tiles = -(-out_height // valid) * -(-out_width // valid)
+        return tiles * valid * valid, -side
+
+    return -min(work(side) for side in sides)[1]
+
+
+def _stage_features_fft(x, conv_weight, bconv, w1, b1, w2, b2, out, side):
+    n_batch = x.shape[0]
+    n_filters, _, filter_size, _ = conv_weight.shape
+    out_h, out_w = out.shape[-2:]
+    valid = side - filter_size + 1
+    # (C8) by correlation: the conjugate spectra, (C, F, T, T//2+1)
+    filter_spectra = np.conjugate(scipy.fft.rfft2(
+        conv_weight.transpose(1, 0, 2, 3), s=(side, side))).astype(np.complex64)
+    tiles = [(n, row0, col0) for n in range(n_batch)
+             for row0 in range(0, out_h, valid) for col0 in range(0, out_w, valid)]
+    buffers = threading.local()
+
+    def one_tile(index):
+        n, row0, col0 = tiles[index]
+        if not hasattr(buffers, "products"):
+            buffers.products = np.empty((n_filters, side, side // 2 + 1), np.complex64)
+        tile_spectra = scipy.fft.rfft2(x[n, :, row0:row0 + side, col0:col0 + side],
+                                       s=(side, side), workers=1)  # zero-padded
+        _spectral_sum(filter_spectra, tile_spectra, buffers.products)
+        conv_out = scipy.fft.irfft2(buffers.products, s=(side, side), workers=1)
+        # Output (i, j) of the tile needs inputs up to i + f - 1 < T: these
+        # circular correlations equal the linear ones.
+        _tile_head(conv_out, min(valid, out_h - row0), min(valid, out_w - col0),
+                   bconv, w1, b1, w2, b2, out[n], row0, col0)
+
+    # A tile's work is its FFTs, about F T² log2(T²) operations: far above
+    # the thread hand-off cost even for the smallest tile.
+    for_each(one_tile, len(tiles), int(2 * n_filters * side * side * np.log2(side)))
+
+
 def stage_features(x, conv_weight, weight1, weight2, conv_bias=None, bias1=None,
-                   bias2=None):
+                   bias2=None, *, method="auto", tile_size=None):
     """A stage's whole pixel pipeline, conv to features, in float32.
 
     ``W2 tanh(W1 tanh(conv(x) + b) + b1) + b2`` with ``conv`` the 'valid'
     correlation of :class:`refdeblur.layers.conv2d.Conv2D` (C1). No image
-    of the 32 convolution outputs is ever stored: each row of them lives
-    only while its features are computed.
+    of the 32 convolution outputs is ever stored: each row (``"direct"``)
+    or tile (``"fft"``) of them lives only while its features are computed.
 
     Parameters
     ----------
@@ -172,6 +305,13 @@ def stage_features(x, conv_weight, weight1, weight2, conv_bias=None, bias1=None,
     weight1 : ndarray of shape (K, F)
     weight2 : ndarray of shape (P, K)
     conv_bias, bias1, bias2 : ndarray of shape (F,), (K,), (P,), optional
+    method : {"auto", "direct", "fft"}, optional
+        How the convolution is computed (see the module docstring).
+        ``"auto"``: the FFT for filters of 9 px and more on outputs of at
+        least 200 x 200 px, where it measured faster; else direct.
+    tile_size : int, optional
+        Side ``T >= f`` of the FFT tiles (default :func:`fft_tile_size`);
+        for tests and benchmarks.
 
     Returns
     -------
@@ -183,18 +323,36 @@ def stage_features(x, conv_weight, weight1, weight2, conv_bias=None, bias1=None,
             or weight1.shape[1] != n_filters or weight2.shape[1] != weight1.shape[0]):
         raise ValueError(f"shapes do not chain: x {x.shape}, conv {conv_weight.shape}, "
                          f"W1 {weight1.shape}, W2 {weight2.shape}")
+    if method not in ("auto", "direct", "fft"):
+        raise ValueError(f"method must be 'auto', 'direct' or 'fft', not {method!r}")
     n_batch, _, height, width = x.shape
     if height < filter_size or width < filter_size:
         raise ValueError(f"input {height}x{width} is smaller than the "
                          f"{filter_size}x{filter_size} filters")
+    out_h, out_w = height - filter_size + 1, width - filter_size + 1
+    if method == "auto":
+        method = ("fft" if filter_size >= 9 and out_h * out_w >= 200 * 200
+                  else "direct")
+
     def transposed(weight):
         return np.ascontiguousarray(weight.T, dtype=np.float32)
 
-    out = np.empty((n_batch, weight2.shape[0], height - filter_size + 1,
-                    width - filter_size + 1), dtype=np.float32)
-    _stage_features_kernel(
-        x, transposed(conv_weight.reshape(n_filters, -1)),
-        _float32(conv_bias, n_filters), filter_size,
-        transposed(weight1), _float32(bias1, weight1.shape[0]),
-        transposed(weight2), _float32(bias2, weight2.shape[0]), out)
+    out = np.empty((n_batch, weight2.shape[0], out_h, out_w), dtype=np.float32)
+    bconv = _float32(conv_bias, n_filters)
+    b1 = _float32(bias1, weight1.shape[0])
+    b2 = _float32(bias2, weight2.shape[0])
+    if method == "fft":
+        if tile_size is None:
+            tile_size = fft_tile_size(out_h, out_w, filter_size)
+        if tile_size < filter_size:
+            raise ValueError(f"tile_size {tile_size} is smaller than the "
+                             f"{filter_size}x{filter_size} filters")
+        _stage_features_fft(
+            x, np.asarray(conv_weight, dtype=np.float32), bconv,
+            np.ascontiguousarray(weight1, dtype=np.float32), b1,
+            np.ascontiguousarray(weight2, dtype=np.float32), b2, out, int(tile_size))
+    else:
+        _stage_features_kernel(
+            x, transposed(conv_weight.reshape(n_filters, -1)), bconv, filter_size,
+            transposed(weight1), b1, transposed(weight2), b2, out)
     return out

@@ -1,15 +1,17 @@
 """The fused float32 feature extraction of the inference path (refdeblur._features_numba).
 
 Oracles: ``np.tanh`` in float64 for the rational tanh, and the layers
-(Conv2D, Tanh, Recombine) in float64 for the whole pipeline. Also run with
-``NUMBA_DISABLE_JIT=1`` by .ci/run.
+(Conv2D, Tanh, Recombine) in float64 for the whole pipeline, computed both
+ways (``method="direct"`` and the tiled FFT, ``method="fft"``). Also run
+with ``NUMBA_DISABLE_JIT=1`` by .ci/run.
 """
 
+import numba
 import numpy as np
 import pytest
 
 from refdeblur import build_network
-from refdeblur._features_numba import (TANH_CLAMP, TANH_TERMS, fast_tanh,
+from refdeblur._features_numba import (TANH_CLAMP, TANH_TERMS, fast_tanh, fft_tile_size,
                                        lambert_tanh_coefficients, stage_features)
 from refdeblur.layers.conv2d import Conv2D
 from refdeblur.layers.recombine import Recombine
@@ -40,10 +42,13 @@ def test_fast_tanh_is_within_4_2e_7_of_tanh_everywhere():
     assert np.abs(approx).max() <= 1.0 and fast_tanh(np.zeros(3, np.float32)).max() == 0.0
 
 
+# ``fft`` with tiles of 2f + 1 px, so that every input spans several tiles
+# and partial tiles at the right and bottom edges (one tile for the 9 x 9).
+@pytest.mark.parametrize("method", ["direct", "fft"])
 @pytest.mark.parametrize("with_bias", [False, True])
 @pytest.mark.parametrize("shape, filter_size", [((1, 1, 9, 11), 3), ((2, 2, 14, 40), 5),
                                                 ((1, 2, 9, 9), 9)])
-def test_stage_features_match_the_numpy_layers(shape, filter_size, with_bias, rng):
+def test_stage_features_match_the_numpy_layers(shape, filter_size, with_bias, method, rng):
     n_batch, channels, height, width = shape
     n_filters, hidden, outputs = 6, 5, 4
     conv = Conv2D(channels, n_filters, filter_size, bias=with_bias)
@@ -60,12 +65,60 @@ def test_stage_features_match_the_numpy_layers(shape, filter_size, with_bias, rn
     a, _ = first.forward(a, params1)
     a, _ = Tanh().forward(a)
     expected, _ = second.forward(a, params2)
+    tile_size = 2 * filter_size + 1 if method == "fft" else None
     fused = stage_features(x.astype(np.float32), conv_params["weight"],
                            params1["weight"], params2["weight"], conv_params.get("bias"),
-                           params1.get("bias"), params2.get("bias"))
+                           params1.get("bias"), params2.get("bias"), method=method,
+                           tile_size=tile_size)
     assert fused.dtype == np.float32 and fused.shape == expected.shape
     scale = np.abs(expected).max()
     assert np.abs(fused - expected).max() <= 2e-6 * max(1.0, scale)
+
+
+def _paper_stage(rng, channels):
+    """Weights of the shipped stage's shape: 32 filters of 17 x 17, 32 hidden, 4 out."""
+    conv = (0.05 * rng.standard_normal((32, channels, 17, 17))).astype(np.float32)
+    return (conv, (0.3 * rng.standard_normal((32, 32))).astype(np.float32),
+            (0.3 * rng.standard_normal((4, 32))).astype(np.float32),
+            (0.1 * rng.standard_normal(32)).astype(np.float32),
+            (0.1 * rng.standard_normal(32)).astype(np.float32),
+            (0.1 * rng.standard_normal(4)).astype(np.float32))
+
+
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="paper-sized stage: too slow as "
+                    "plain Python; the small cases above cover both methods")
+@pytest.mark.parametrize("channels", [1, 2])
+def test_fft_and_direct_features_agree_on_a_paper_sized_stage(channels, rng):
+    # Several default-sized tiles with partial ones at the edges, two images.
+    x = rng.random((2, channels, 301, 263)).astype(np.float32)
+    weights = _paper_stage(rng, channels)
+    direct = stage_features(x, *weights, method="direct")
+    fft = stage_features(x, *weights, method="fft")
+    assert fft_tile_size(285, 247, 17) < 247       # more than one tile per side
+    assert np.abs(fft - direct).max() <= 2e-6 * np.abs(direct).max()
+    # The same tiles give the same numbers whatever thread ran them.
+    np.testing.assert_array_equal(stage_features(x, *weights, method="fft"), fft)
+    # "auto" takes the FFT from 200 x 200 outputs on.
+    np.testing.assert_array_equal(stage_features(x, *weights), fft)
+    small = x[:, :, :100, :100]
+    np.testing.assert_array_equal(stage_features(small, *weights),
+                                  stage_features(small, *weights, method="direct"))
+
+
+@pytest.mark.parametrize("height, width, filter_size", [(2032, 2032, 17), (239, 239, 17),
+                                                        (784, 1000, 17), (40, 50, 5),
+                                                        (500, 500, 81)])
+def test_fft_tile_size_fits_the_filters_and_covers_the_outputs_tightly(height, width,
+                                                                       filter_size):
+    side = fft_tile_size(height, width, filter_size)
+    valid = side - filter_size + 1
+    assert side >= 2 * filter_size
+    # No other candidate tile covers less area than the one chosen.
+    covered = -(-height // valid) * -(-width // valid) * valid * valid
+    for other in (64, 72, 80, 96, 108, 120, 128, 144, 160):
+        if other >= 2 * filter_size:
+            v = other - filter_size + 1
+            assert covered <= -(-height // v) * -(-width // v) * v * v
 
 
 def test_stage_features_reject_bad_shapes():
@@ -75,6 +128,12 @@ def test_stage_features_reject_bad_shapes():
     with pytest.raises(ValueError, match="smaller than"):
         stage_features(np.zeros((1, 1, 4, 8), np.float32), np.zeros((4, 1, 5, 5)),
                        np.zeros((5, 4)), np.zeros((2, 5)))
+    weights = (np.zeros((4, 1, 5, 5)), np.zeros((5, 4)), np.zeros((2, 5)))
+    with pytest.raises(ValueError, match="method must be"):
+        stage_features(np.zeros((1, 1, 8, 8), np.float32), *weights, method="winograd")
+    with pytest.raises(ValueError, match="tile_size 4 is smaller"):
+        stage_features(np.zeros((1, 1, 8, 8), np.float32), *weights, method="fft",
+                       tile_size=4)
 
 
 def test_float32_network_with_the_fused_features_matches_float64(rng):
@@ -85,4 +144,16 @@ def test_float32_network_with_the_fused_features_matches_float64(rng):
     k64 = net.forward(image).kernel
     k32 = net.astype(np.float32).forward(image.astype(np.float32)).kernel
     assert k32.dtype == np.float32
+    assert np.abs(k32 - k64).max() <= 1e-4 * max(1.0, float(np.abs(k64).max()))
+
+
+@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="without the JIT the float32 "
+                    "network runs the NumPy layers, not the kernels under test")
+def test_float32_network_with_the_fft_features_matches_float64(rng):
+    # 17 x 17 filters on a 230 px image: 214² outputs, so every stage takes
+    # the tiled FFT path.
+    net = build_network(17, rng=rng, filter_sizes=(17,))
+    image = rng.random((230, 230))
+    k64 = net.forward(image).kernel
+    k32 = net.astype(np.float32).forward(image.astype(np.float32)).kernel
     assert np.abs(k32 - k64).max() <= 1e-4 * max(1.0, float(np.abs(k64).max()))
