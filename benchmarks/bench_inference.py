@@ -5,7 +5,11 @@ the 12 MP photo). Prints, for the 17, 25 and 33 px networks and square grey
 images of 255, 800, 1024 and 2048 px, the best-of-N time of the network's
 forward pass on the *whole* image (no window, float32), the paper's time
 (Table 1: MATLAB on an Intel i5) and their ratio; the target is a tenth of
-the paper's time. Beside it, the default estimate, ``estimate_kernel(image,
+the paper's time. Beside it, the same forward pass with the stage features'
+convolution computed by the direct method (im2col and sgemm per row, the
+only method before session 8) instead of the tiled FFT that inference
+uses from 200 x 200 px, so that the effect of that change is measured on
+the same machine in the same run. Beside it, the default estimate, ``estimate_kernel(image,
 size, max_window=None)`` on a blurred natural image of the same size: the
 network as inference runs it plus the refinement of step 6b (not in the
 paper; on at most 512 px; for the 25 and 33 px networks coarse to fine from
@@ -18,6 +22,8 @@ architecture only.
 """
 
 import argparse
+import contextlib
+import functools
 import os
 import platform
 import resource
@@ -79,6 +85,23 @@ def natural_test_image(side, rng):
     return np.clip(blurry + 0.01 * rng.standard_normal(blurry.shape), 0.0, 1.0)
 
 
+@contextlib.contextmanager
+def direct_stage_features():
+    """Inference with ``stage_features(..., method="direct")`` everywhere.
+
+    The network looks the kernel up on the module at every call, so
+    replacing the module attribute for the duration is enough (benchmark
+    only; the library has no such switch).
+    """
+    from refdeblur import _features_numba
+    original = _features_numba.stage_features
+    _features_numba.stage_features = functools.partial(original, method="direct")
+    try:
+        yield
+    finally:
+        _features_numba.stage_features = original
+
+
 def estimation_table(sides, repeats):
     from refdeblur import DeblurWarning, estimate_kernel
 
@@ -90,6 +113,9 @@ def estimation_table(sides, repeats):
             image = rng.random((side, side)).astype(np.float32)
             seconds = best_time(lambda: net.forward(image),
                                 repeats if side < 2048 else 1)
+            with direct_stage_features():
+                direct = best_time(lambda: net.forward(image),
+                                   repeats if side < 2048 else 1)
             # The default estimate (steps 1-6 with the refinement 6b, not in
             # the paper; coarse to fine from the coarsest scale for the
             # multi-scale networks, whose finer scales then do not run), on
@@ -101,9 +127,10 @@ def estimation_table(sides, repeats):
                 default = best_time(lambda: estimate_kernel(photo, kernel_size, model=net,
                                                             max_window=None), 1)
             paper = PAPER_TABLE_1[kernel_size][side]
-            rows.append((kernel_size, side, seconds, default, paper, origin))
-            print(f"  {kernel_size} px, {side}²: network {seconds:.2f} s, default "
-                  f"estimate {default:.2f} s", flush=True)
+            rows.append((kernel_size, side, seconds, direct, default, paper, origin))
+            print(f"  {kernel_size} px, {side}²: network {seconds:.2f} s (direct "
+                  f"convolution {direct:.2f} s), default estimate {default:.2f} s",
+                  flush=True)
     return rows
 
 
@@ -140,13 +167,15 @@ def main(argv=None):
           f"NUMBA_NUM_THREADS={os.environ.get('NUMBA_NUM_THREADS', 'default')})\n")
     rows = estimation_table(sides, args.repeats)
     print("\n| kernel | image | network, all scales (s) | paper Table 1 (s) | "
-          "paper / network | target (paper / 10) met | default estimate (s) | "
+          "paper / network | target (paper / 10) met | network, direct "
+          "convolution (s) | direct / tiled FFT | default estimate (s) | "
           "paper / default | weights |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for kernel_size, side, seconds, default, paper, origin in rows:
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for kernel_size, side, seconds, direct, default, paper, origin in rows:
         met = "yes" if seconds <= paper / 10 else "no"
         print(f"| {kernel_size} | {side}² | {seconds:.3f} | {paper:.1f} | "
-              f"{paper / seconds:.1f}x | {met} | {default:.3f} | "
+              f"{paper / seconds:.1f}x | {met} | {direct:.3f} | "
+              f"{direct / seconds:.2f} | {default:.3f} | "
               f"{paper / default:.1f}x | {origin} |")
     if not args.quick:
         seconds, peak = twelve_megapixel_run(25 if _is_shipped(25) else 17)
