@@ -107,6 +107,12 @@ def read_model_file(path):
         raise FileNotFoundError(f"model file not found: {path}")
     if path.is_dir():
         raise ValueError(f"model path is a folder, not a file: {path}")
+    if not zipfile.is_zipfile(path):
+        # Checked first: on anything but a zip (or .npy) archive np.load
+        # guesses "pickled data" and suggests loading it unsafely.
+        raise ValueError(f"{path} is not a readable refdeblur model file "
+                         f"(not a complete .npz archive: corrupt or truncated, "
+                         f"or another format)")
     try:
         # Open the file ourselves so it is closed even when np.load fails
         # half-way through a truncated archive.

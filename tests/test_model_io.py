@@ -58,11 +58,18 @@ def test_truncated_file(rng, tmp_path):
         load_model(path)
 
 
-def test_not_an_archive(tmp_path):
+@pytest.mark.parametrize("kind", ["text", "npy"])
+def test_not_an_archive(kind, tmp_path):
     path = tmp_path / "model.npz"
-    path.write_text("this is not a model")
-    with pytest.raises(ValueError, match="not a readable refdeblur model"):
+    if kind == "text":
+        path.write_text("this is not a model")
+    else:
+        with open(path, "wb") as stream:
+            np.save(stream, np.ones(3))
+    with pytest.raises(ValueError, match="not a readable refdeblur model") as raised:
         load_model(path)
+    # NumPy's own message for a non-archive suggests loading it unsafely.
+    assert "pickle" not in str(raised.value)
 
 
 def test_npz_without_metadata(tmp_path):
