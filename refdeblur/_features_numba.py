@@ -28,18 +28,19 @@ rounding of the layers:
 
 * ``"direct"``: per output row, im2col and one sgemm, ``C f²`` multiply-adds
   per pixel and filter (the rows shared out with ``prange``);
-* ``"fft"``: overlap-save over square tiles of ``T`` px (64 to 160, chosen
-  per image). Per tile: the ``rfft2`` of its ``C`` input channels, the
-  spectra multiplied by the filters' precomputed conjugate spectra and
-  summed over the channels (C8 of derivations/conv2d.md), one batched
-  ``irfft2`` of the 32 products, and the same head (bias, tanh, W1, tanh,
-  W2) on the tile's ``(T - f + 1)²`` valid outputs. The tile is small
-  enough that its 32 spectra stay in the core's cache, which the
-  whole-image FFT of :func:`refdeblur.layers.conv2d.fft_correlate` does
-  not; the tiles are shared out over the cores (the FFTs and the Numba
-  kernels release the GIL). With 17 x 17 filters this is about a tenth of
-  the direct method's arithmetic, and ``benchmarks/bench_stage_features.py``
-  measures it 1.3 to 2 times faster from 800 px up.
+* ``"fft"``: overlap-save over square tiles of ``T`` px (64 to 96 for
+  the shipped 17 x 17 filters, chosen per image by
+  :func:`fft_tile_size`). Per tile: the ``rfft2`` of its ``C`` input
+  channels, the spectra multiplied by the filters' precomputed conjugate
+  spectra and summed over the channels (C8 of derivations/conv2d.md), one
+  batched ``irfft2`` of the 32 products, and the same head (bias, tanh,
+  W1, tanh, W2) on the tile's ``(T - f + 1)²`` valid outputs while they
+  are still in cache. A tile's spectra stay close to the core, which the
+  32 image-sized spectra of the whole-image FFT
+  (:func:`refdeblur.layers.conv2d.fft_correlate`) do not; the tiles are
+  shared out over the cores (the FFTs and the Numba kernels release the
+  GIL). With 17 x 17 filters this is about a tenth of the direct method's
+  arithmetic; ``benchmarks/bench_stage_features.py`` measures the two.
 
 No fastmath is used and every row (or tile) is computed by the same code
 whichever thread runs it, so the result does not depend on the number of
@@ -53,7 +54,7 @@ import numpy as np
 import scipy.fft
 from numba import prange
 
-from ._threads import for_each
+from ._threads import _workers, for_each
 
 __all__ = ["stage_features", "fast_tanh", "lambert_tanh_coefficients",
            "fft_tile_size", "TANH_TERMS", "TANH_CLAMP"]
@@ -229,33 +230,46 @@ def _float32(array, length):
 
 
 #: Tile sides tried by :func:`fft_tile_size`: lengths with small prime
-#: factors, none above 160 px (beyond, a tile's 32 spectra of 8 bytes
-#: per complex value leave the core's cache and the FFTs slow down).
-_TILE_SIDES = (64, 72, 80, 96, 108, 120, 128, 144, 160)
+#: factors. Measured per valid output pixel, 96 and 128 px tiles were the
+#: cheapest and 108 to 160 px ones 10 to 20 % dearer (the tile's 32
+#: spectra leave the core's cache), but 128 px ones lose to 96 px ones
+#: through load balance on all but the largest images.
+_TILE_SIDES = (64, 72, 80, 96)
 
 
-def fft_tile_size(out_height, out_width, filter_size):
+def fft_tile_size(out_height, out_width, filter_size, *, channels=1, batch=1,
+                  workers=None):
     """The overlap-save tile side for ``out_height x out_width`` outputs.
 
-    A tile yields ``T - f + 1`` outputs per side. Minimises the area the
-    tiles cover, (number of tiles) x ``(T - f + 1)²``, over
-    :data:`_TILE_SIDES` (and, for filters too large for them, the fast
-    lengths up to four filter sizes); on a tie, the larger tile.
+    A tile yields ``T - f + 1`` outputs per side. Its cost is taken as
+    ``T² log2 T`` (its FFTs; the head's work is the same whatever the
+    tiling), the tiles are dealt out to ``workers`` cores, and the
+    filters' spectra cost about ``channels`` tiles more, shared by the
+    cores. Minimised over :data:`_TILE_SIDES` (and, for filters too large
+    for them, the fast lengths from two to four filter sizes).
     """
+    if workers is None:
+        workers = _workers()
     sides = [side for side in _TILE_SIDES if side >= 2 * filter_size]
     if not sides:
         sides = sorted({scipy.fft.next_fast_len(n, real=True)
                         for n in range(2 * filter_size, 4 * filter_size + 1)})
 
     def work(side):
-        # Measured per valid output pixel, a tile of 64 to 160 px costs
-        # the same (within 15 %): what matters is the area the tiles cover
-        # beyond the image.
         valid = side - filter_size + 1
-        tiles = -(-out_height // valid) * -(-out_width // valid)
-        return tiles * valid * valid, -side
+        tiles = batch * -(-out_height // valid) * -(-out_width // valid)
+        rounds = -(-tiles // workers) + channels / workers
+        return rounds * side * side * np.log2(side), side
 
-    return -min(work(side) for side in sides)[1]
+    return min(work(side) for side in sides)[1]
+
+
+def _uses_fft(channels, out_height, out_width, filter_size):
+    """``method="auto"``: where the tiled FFT measured faster than direct."""
+    # Session 8, 17 x 17 filters: 1.4 to 1.9 times faster from 200 px
+    # with two input channels; with one, even from about 300 px (the
+    # direct method's work grows with the channels, the FFT's hardly).
+    return filter_size >= 9 and channels * out_height * out_width >= 2 * 200 * 200
 
 
 def _stage_features_fft(x, conv_weight, bconv, w1, b1, w2, b2, out, side):
@@ -265,7 +279,7 @@ def _stage_features_fft(x, conv_weight, bconv, w1, b1, w2, b2, out, side):
     valid = side - filter_size + 1
     # (C8) by correlation: the conjugate spectra, (C, F, T, T//2+1)
     filter_spectra = np.conjugate(scipy.fft.rfft2(
-        conv_weight.transpose(1, 0, 2, 3), s=(side, side))).astype(np.complex64)
+        conv_weight.transpose(1, 0, 2, 3), s=(side, side), workers=-1)).astype(np.complex64)
     tiles = [(n, row0, col0) for n in range(n_batch)
              for row0 in range(0, out_h, valid) for col0 in range(0, out_w, valid)]
     buffers = threading.local()
@@ -308,7 +322,8 @@ def stage_features(x, conv_weight, weight1, weight2, conv_bias=None, bias1=None,
     method : {"auto", "direct", "fft"}, optional
         How the convolution is computed (see the module docstring).
         ``"auto"``: the FFT for filters of 9 px and more on outputs of at
-        least 200 x 200 px, where it measured faster; else direct.
+        least ``2 x 200² / C`` pixels (200² for two input channels, 283²
+        for one), where it measured faster; else direct.
     tile_size : int, optional
         Side ``T >= f`` of the FFT tiles (default :func:`fft_tile_size`);
         for tests and benchmarks.
@@ -331,8 +346,7 @@ def stage_features(x, conv_weight, weight1, weight2, conv_bias=None, bias1=None,
                          f"{filter_size}x{filter_size} filters")
     out_h, out_w = height - filter_size + 1, width - filter_size + 1
     if method == "auto":
-        method = ("fft" if filter_size >= 9 and out_h * out_w >= 200 * 200
-                  else "direct")
+        method = "fft" if _uses_fft(channels, out_h, out_w, filter_size) else "direct"
 
     def transposed(weight):
         return np.ascontiguousarray(weight.T, dtype=np.float32)
@@ -343,7 +357,8 @@ def stage_features(x, conv_weight, weight1, weight2, conv_bias=None, bias1=None,
     b2 = _float32(bias2, weight2.shape[0])
     if method == "fft":
         if tile_size is None:
-            tile_size = fft_tile_size(out_h, out_w, filter_size)
+            tile_size = fft_tile_size(out_h, out_w, filter_size, channels=channels,
+                                      batch=n_batch)
         if tile_size < filter_size:
             raise ValueError(f"tile_size {tile_size} is smaller than the "
                              f"{filter_size}x{filter_size} filters")

@@ -263,7 +263,7 @@ class Stage:
         two stacks of ``n_filters`` images instead of the five that
         :meth:`forward` keeps for the backward pass. In float32 with Numba,
         convolution, tanh, recombination, tanh and recombination run fused,
-        a row or (from 200 x 200 px, by FFT) a tile at a time, so not even
+        a row or (on larger images, by FFT) a tile at a time, so not even
         the convolution output is stored (:mod:`refdeblur._features_numba`;
         its tanh is a rational approximation within 4.1e-7 of the true
         one); in float64 they are

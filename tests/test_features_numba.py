@@ -9,6 +9,7 @@ with ``NUMBA_DISABLE_JIT=1`` by .ci/run.
 import numba
 import numpy as np
 import pytest
+import scipy.fft
 
 from refdeblur import build_network
 from refdeblur._features_numba import (TANH_CLAMP, TANH_TERMS, fast_tanh, fft_tile_size,
@@ -94,12 +95,16 @@ def test_fft_and_direct_features_agree_on_a_paper_sized_stage(channels, rng):
     weights = _paper_stage(rng, channels)
     direct = stage_features(x, *weights, method="direct")
     fft = stage_features(x, *weights, method="fft")
-    assert fft_tile_size(285, 247, 17) < 247       # more than one tile per side
+    assert fft_tile_size(285, 247, 17, channels=channels, batch=2) < 247  # several tiles
     assert np.abs(fft - direct).max() <= 2e-6 * np.abs(direct).max()
     # The same tiles give the same numbers whatever thread ran them.
     np.testing.assert_array_equal(stage_features(x, *weights, method="fft"), fft)
-    # "auto" takes the FFT from 200 x 200 outputs on.
-    np.testing.assert_array_equal(stage_features(x, *weights), fft)
+    # "auto" takes the FFT from 2 x 200² / C output pixels on.
+    np.testing.assert_array_equal(stage_features(x, *weights),
+                                  fft if channels == 2 else direct)
+    large = rng.random((1, channels, 320, 320)).astype(np.float32)
+    np.testing.assert_array_equal(stage_features(large, *weights),
+                                  stage_features(large, *weights, method="fft"))
     small = x[:, :, :100, :100]
     np.testing.assert_array_equal(stage_features(small, *weights),
                                   stage_features(small, *weights, method="direct"))
@@ -107,18 +112,21 @@ def test_fft_and_direct_features_agree_on_a_paper_sized_stage(channels, rng):
 
 @pytest.mark.parametrize("height, width, filter_size", [(2032, 2032, 17), (239, 239, 17),
                                                         (784, 1000, 17), (40, 50, 5),
-                                                        (500, 500, 81)])
-def test_fft_tile_size_fits_the_filters_and_covers_the_outputs_tightly(height, width,
-                                                                       filter_size):
-    side = fft_tile_size(height, width, filter_size)
-    valid = side - filter_size + 1
+                                                        (500, 500, 33), (500, 500, 81)])
+def test_fft_tile_size_fits_the_filters(height, width, filter_size):
+    side = fft_tile_size(height, width, filter_size, workers=2)
     assert side >= 2 * filter_size
-    # No other candidate tile covers less area than the one chosen.
-    covered = -(-height // valid) * -(-width // valid) * valid * valid
-    for other in (64, 72, 80, 96, 108, 120, 128, 144, 160):
-        if other >= 2 * filter_size:
-            v = other - filter_size + 1
-            assert covered <= -(-height // v) * -(-width // v) * v * v
+    assert side == scipy.fft.next_fast_len(side, real=True)
+
+
+def test_fft_tile_size_balances_the_cores():
+    # 239² outputs: 64 px tiles (48 outputs) make 25 tiles, 13 rounds on
+    # two cores; 96 px ones (80 outputs) 9 tiles, 5 rounds of a tile 2.5
+    # times as dear: the smaller tile wins on two cores, not on one.
+    assert fft_tile_size(239, 239, 17, workers=2) == 64
+    assert fft_tile_size(239, 239, 17, workers=1) == 96
+    # A large image: the cheapest tile per valid output, 96 px.
+    assert fft_tile_size(2032, 2032, 17, workers=2) == 96
 
 
 def test_stage_features_reject_bad_shapes():
@@ -150,8 +158,8 @@ def test_float32_network_with_the_fused_features_matches_float64(rng):
 @pytest.mark.skipif(numba.config.DISABLE_JIT, reason="without the JIT the float32 "
                     "network runs the NumPy layers, not the kernels under test")
 def test_float32_network_with_the_fft_features_matches_float64(rng):
-    # 17 x 17 filters on a 230 px image: 214² outputs, so every stage takes
-    # the tiled FFT path.
+    # 17 x 17 filters on a 230 px image: 214² outputs, so the stages with
+    # two input channels (2 and 3) take the tiled FFT path.
     net = build_network(17, rng=rng, filter_sizes=(17,))
     image = rng.random((230, 230))
     k64 = net.forward(image).kernel
