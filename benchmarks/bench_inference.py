@@ -111,11 +111,12 @@ def estimation_table(sides, repeats):
         net, origin = network_for(kernel_size)
         for side in sides:
             image = rng.random((side, side)).astype(np.float32)
-            seconds = best_time(lambda: net.forward(image),
-                                repeats if side < 2048 else 1)
+            # Small images take tens of milliseconds, where one run's noise
+            # is as large as the differences measured: more repeats there.
+            count = repeats * 4 if side <= 255 else repeats if side < 2048 else 1
+            seconds = best_time(lambda: net.forward(image), count)
             with direct_stage_features():
-                direct = best_time(lambda: net.forward(image),
-                                   repeats if side < 2048 else 1)
+                direct = best_time(lambda: net.forward(image), count)
             # The default estimate (steps 1-6 with the refinement 6b, not in
             # the paper; coarse to fine from the coarsest scale for the
             # multi-scale networks, whose finer scales then do not run), on

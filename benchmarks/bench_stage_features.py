@@ -53,10 +53,10 @@ def tiled_fft_without_head(x, conv, pool):
     _, _, height, width = x.shape
     f = conv.shape[-1]
     out_h, out_w = height - f + 1, width - f + 1
-    side = fft_tile_size(out_h, out_w, f)
+    side = fft_tile_size(out_h, out_w, f, channels=x.shape[1], workers=2)
     valid = side - f + 1
-    spectra = np.conjugate(scipy.fft.rfft2(conv.transpose(1, 0, 2, 3),
-                                           s=(side, side))).astype(np.complex64)
+    spectra = np.conjugate(scipy.fft.rfft2(conv.transpose(1, 0, 2, 3), s=(side, side),
+                                           workers=2)).astype(np.complex64)
     corners = [(r, c) for r in range(0, out_h, valid) for c in range(0, out_w, valid)]
 
     def half(part):
