@@ -54,6 +54,7 @@ import numpy as np
 import scipy.fft
 from numba import prange
 
+from . import _fft
 from ._threads import _workers, for_each
 
 __all__ = ["stage_features", "fast_tanh", "lambert_tanh_coefficients",
@@ -279,7 +280,8 @@ def _stage_features_fft(x, conv_weight, bconv, w1, b1, w2, b2, out, side):
     valid = side - filter_size + 1
     # (C8) by correlation: the conjugate spectra, (C, F, T, T//2+1)
     filter_spectra = np.conjugate(scipy.fft.rfft2(
-        conv_weight.transpose(1, 0, 2, 3), s=(side, side), workers=-1)).astype(np.complex64)
+        conv_weight.transpose(1, 0, 2, 3), s=(side, side),
+        workers=_fft.WORKERS)).astype(np.complex64)
     tiles = [(n, row0, col0) for n in range(n_batch)
              for row0 in range(0, out_h, valid) for col0 in range(0, out_w, valid)]
     buffers = threading.local()
