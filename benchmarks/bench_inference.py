@@ -3,13 +3,13 @@
 Run ``python benchmarks/bench_inference.py`` (``--quick`` skips 2048 px and
 the 12 MP photo). Prints, for the 17, 25 and 33 px networks and square grey
 images of 255, 800, 1024 and 2048 px, the best-of-N time of the network's
-forward pass on the *whole* image (no window, float32), the paper's time
+forward pass (:func:`refdeblur.network_fast.predict`, the inference path)
+on the *whole* image (no window, float32), the paper's time
 (Table 1: MATLAB on an Intel i5) and their ratio; the target is a tenth of
 the paper's time. Beside it, the same forward pass with the stage features'
-convolution computed by the direct method (im2col and sgemm per row, the
-only method before session 8) instead of the tiled FFT that inference
-uses from 200 x 200 px, so that the effect of that change is measured on
-the same machine in the same run. Beside it, the default estimate, ``estimate_kernel(image,
+convolution computed by the direct method (im2col and sgemm per row)
+instead of the tiled FFT that inference uses from 200 x 200 px, so that the
+two are compared on the same machine in the same run. Beside it, the default estimate, ``estimate_kernel(image,
 size, max_window=None)`` on a blurred natural image of the same size: the
 network as inference runs it plus the refinement of step 6b (not in the
 paper; on at most 512 px; for the 25 and 33 px networks coarse to fine from
@@ -34,12 +34,13 @@ import time
 import warnings
 from pathlib import Path
 
-import refdeblur  # noqa: F401  (first: it limits OpenBLAS to one thread before NumPy loads)
-from _bench_common import best_time  # noqa: E402  (this folder)
+from _bench_common import best_time  # this folder
 import numpy as np
 
-from refdeblur import build_network
+from refdeblur import build_network, get_num_threads
+from refdeblur._engine import features
 from refdeblur.models import SHIPPED_KERNEL_SIZES, load_shipped_model, shipped_model_path
+from refdeblur.network_fast import predict
 
 #: Table 1 of the paper: seconds per image side, MATLAB on an Intel i5.
 PAPER_TABLE_1 = {
@@ -89,17 +90,16 @@ def natural_test_image(side, rng):
 def direct_stage_features():
     """Inference with ``stage_features(..., method="direct")`` everywhere.
 
-    The network looks the kernel up on the module at every call, so
+    The inference path looks the kernel up on the module at every call, so
     replacing the module attribute for the duration is enough (benchmark
     only; the library has no such switch).
     """
-    from refdeblur import _features_numba
-    original = _features_numba.stage_features
-    _features_numba.stage_features = functools.partial(original, method="direct")
+    original = features.stage_features
+    features.stage_features = functools.partial(original, method="direct")
     try:
         yield
     finally:
-        _features_numba.stage_features = original
+        features.stage_features = original
 
 
 def estimation_table(sides, repeats):
@@ -114,9 +114,9 @@ def estimation_table(sides, repeats):
             # Small images take tens of milliseconds, where one run's noise
             # is as large as the differences measured: more repeats there.
             count = repeats * 4 if side <= 255 else repeats if side < 2048 else 1
-            seconds = best_time(lambda: net.forward(image), count)
+            seconds = best_time(lambda: predict(net, image), count)
             with direct_stage_features():
-                direct = best_time(lambda: net.forward(image), count)
+                direct = best_time(lambda: predict(net, image), count)
             # The default estimate (steps 1-6 with the refinement 6b, not in
             # the paper; coarse to fine from the coarsest scale for the
             # multi-scale networks, whose finer scales then do not run), on
@@ -163,9 +163,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     sides = (255, 800, 1024) if args.quick else (255, 800, 1024, 2048)
     print(f"# Kernel estimation time ({platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores, OPENBLAS_NUM_THREADS="
-          f"{os.environ.get('OPENBLAS_NUM_THREADS')}, "
-          f"NUMBA_NUM_THREADS={os.environ.get('NUMBA_NUM_THREADS', 'default')})\n")
+          f"{os.cpu_count()} cores, refdeblur threads {get_num_threads()}, "
+          f"BLAS on one thread inside refdeblur)\n")
     rows = estimation_table(sides, args.repeats)
     print("\n| kernel | image | network, all scales (s) | paper Table 1 (s) | "
           "paper / network | target (paper / 10) met | network, direct "

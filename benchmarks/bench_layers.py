@@ -17,12 +17,12 @@ import argparse
 import os
 import platform
 
-import refdeblur  # noqa: F401  (first: it limits OpenBLAS to one thread before NumPy loads)
-from _bench_common import best_time, print_table  # noqa: E402  (this folder)
+from _bench_common import best_time, print_table  # this folder
 import numpy as np
 from scipy import signal
 
-from refdeblur.layers import conv2d
+from refdeblur._engine import HAVE_NUMBA, conv_backends
+from refdeblur._engine import conv as conv_kernels
 from refdeblur.layers.conv2d import Conv2D
 
 # ---------------------------------------------------------------------------
@@ -81,7 +81,7 @@ def bench_conv2d_layer(quick, blas):
                 label = method
                 if method == "auto":
                     label += (f" (fwd {cache.method}, bwd "
-                              f"{conv2d.choose_method('backward', x.shape, 32, 17, dtype)})")
+                              f"{conv_backends.choose_method('backward', x.shape, 32, 17, dtype)})")
                 rows.append([np.dtype(dtype).name, f"{size}²", label,
                              _fmt_ms(t_fwd), _fmt_ms(t_bwd), _fmt_ms(t_fwd + t_bwd),
                              _fmt_ms(t_wgt),
@@ -103,17 +103,16 @@ def bench_conv2d_passes(quick, blas):
             x, params, dout = _conv_problem(1, 2, 32, size, 17, dtype)
             weight = params["weight"]
             flops = 2 * conv_macs(1, 2, 32, size, size, 17)
-            from refdeblur import _conv_numba
             passes = [
-                ("direct (Numba)", "forward (C1)", lambda: _conv_numba.correlate(x, weight)),
-                ("direct (Numba)", "input grad (C3)", lambda: _conv_numba.input_gradient(dout, weight)),
-                ("direct (Numba)", "weight grad (C4)", lambda: _conv_numba.weight_gradient(x, dout, 17)),
-                ("fft", "forward (C8)", lambda: conv2d.fft_correlate(x, weight)),
-                ("fft", "both grads (C9, C10)", lambda: conv2d.fft_backward(x, weight, dout)),
-                ("fft", "weight grad (C10)", lambda: conv2d.fft_backward(x, weight, dout, input_grad=False)),
-                ("im2col + BLAS", "forward", lambda: conv2d.im2col_correlate(x, weight)),
-                ("im2col + BLAS", "input grad", lambda: conv2d.im2col_input_gradient(dout, weight)),
-                ("im2col + BLAS", "weight grad", lambda: conv2d.im2col_weight_gradient(x, dout, 17)),
+                ("direct (Numba)", "forward (C1)", lambda: conv_kernels.correlate(x, weight)),
+                ("direct (Numba)", "input grad (C3)", lambda: conv_kernels.input_gradient(dout, weight)),
+                ("direct (Numba)", "weight grad (C4)", lambda: conv_kernels.weight_gradient(x, dout, 17)),
+                ("fft", "forward (C8)", lambda: conv_backends.fft_correlate(x, weight)),
+                ("fft", "both grads (C9, C10)", lambda: conv_backends.fft_backward(x, weight, dout)),
+                ("fft", "weight grad (C10)", lambda: conv_backends.fft_backward(x, weight, dout, input_grad=False)),
+                ("im2col + BLAS", "forward", lambda: conv_backends.im2col_correlate(x, weight)),
+                ("im2col + BLAS", "input grad", lambda: conv_backends.im2col_input_gradient(dout, weight)),
+                ("im2col + BLAS", "weight grad", lambda: conv_backends.im2col_weight_gradient(x, dout, 17)),
             ]
             for implementation, pass_name, function in passes:
                 seconds = best_time(function, repeats)
@@ -133,7 +132,6 @@ def bench_conv2d_forward_libraries(quick, blas):
     sizes = [128, 256] if quick else [128, 800]
     repeats = 2 if quick else 3
     rows = []
-    from refdeblur import _conv_numba
     for dtype in (np.float64, np.float32):
         correlate2d_seconds_128 = None
         for size in sizes:
@@ -155,9 +153,9 @@ def bench_conv2d_forward_libraries(quick, blas):
                             for c in range(2)) for o in range(32)]
 
             candidates = [
-                ("ours: direct (Numba)", lambda: _conv_numba.correlate(x, weight), repeats),
-                ("ours: fft (rfft2, workers=2)", lambda: conv2d.fft_correlate(x, weight), repeats),
-                ("im2col (sliding_window_view) + BLAS @", lambda: conv2d.im2col_correlate(x, weight), repeats),
+                ("ours: direct (Numba)", lambda: conv_kernels.correlate(x, weight), repeats),
+                ("ours: fft (rfft2, workers=2)", lambda: conv_backends.fft_correlate(x, weight), repeats),
+                ("im2col (sliding_window_view) + BLAS @", lambda: conv_backends.im2col_correlate(x, weight), repeats),
                 ("scipy.signal.fftconvolve", scipy_fftconvolve, repeats),
                 ("scipy.signal.oaconvolve", scipy_oaconvolve, repeats),
             ]
@@ -210,8 +208,8 @@ def bench_conv2d_crossover(quick, blas):
                         else:
                             _, cache = layer.forward(x, params)
                             measured[method] = best_time(lambda: layer.backward(dout, cache), 2)
-                    predicted = conv2d.predicted_seconds(pass_name, x.shape, 32, f, dtype)
-                    chosen = conv2d.choose_method(pass_name, x.shape, 32, f, dtype)
+                    predicted = conv_backends.predicted_seconds(pass_name, x.shape, 32, f, dtype)
+                    chosen = conv_backends.choose_method(pass_name, x.shape, 32, f, dtype)
                     faster = min(measured, key=measured.get)
                     entry += [f"{_fmt_ms(measured['direct'])} / {_fmt_ms(measured['fft'])}",
                               f"{_fmt_ms(predicted['direct'])} / {_fmt_ms(predicted['fft'])}",
@@ -225,17 +223,16 @@ def bench_conv2d_crossover(quick, blas):
 
 
 def calibrate_conv2d(quick):
-    """Fit COST_CONSTANTS of refdeblur.layers.conv2d to timings on this machine.
+    """Fit COST_CONSTANTS of refdeblur._engine.conv_backends to timings on this machine.
 
     Direct: seconds per multiply-add of each kernel, the median over image
     sizes >= 128². FFT: non-negative least squares, relative to the
     measured times, of the forward, backward and weight-gradient-only
-    times on the work counts of :func:`conv2d.work_counts`. Prints the
+    times on the work counts of :func:`conv_backends.work_counts`. Prints the
     constants and how often the fitted rule picks the faster method.
     """
     from scipy.optimize import nnls
 
-    from refdeblur import _conv_numba
     sizes = [64, 128, 256] if quick else [64, 128, 256, 512, 800]
     filters = [5, 9, 17, 33]
     direct_terms = [("direct_forward", "forward"), ("direct_input", "backward"),
@@ -251,26 +248,26 @@ def calibrate_conv2d(quick):
                 x, params, dout = _conv_problem(1, 2, 32, size, f, dtype)
                 weight = params["weight"]
                 record = {"size": size, "f": f, "shape": x.shape}
-                record["direct_forward"] = best_time(lambda: _conv_numba.correlate(x, weight), 2)
+                record["direct_forward"] = best_time(lambda: conv_kernels.correlate(x, weight), 2)
                 record["direct_input"] = best_time(
-                    lambda: _conv_numba.input_gradient(dout, weight), 2)
+                    lambda: conv_kernels.input_gradient(dout, weight), 2)
                 record["direct_weight"] = best_time(
-                    lambda: _conv_numba.weight_gradient(x, dout, f), 2)
-                record["fft_forward"] = best_time(lambda: conv2d.fft_correlate(x, weight), 2)
+                    lambda: conv_kernels.weight_gradient(x, dout, f), 2)
+                record["fft_forward"] = best_time(lambda: conv_backends.fft_correlate(x, weight), 2)
                 record["fft_backward"] = best_time(
-                    lambda: conv2d.fft_backward(x, weight, dout), 2)
+                    lambda: conv_backends.fft_backward(x, weight, dout), 2)
                 record["fft_weight_gradient"] = best_time(
-                    lambda: conv2d.fft_backward(x, weight, dout, input_grad=False), 2)
+                    lambda: conv_backends.fft_backward(x, weight, dout, input_grad=False), 2)
                 records.append(record)
         constants = {}
         for term, pass_name in direct_terms:
             constants[term] = float(np.median([
-                r[term] / conv2d.work_counts(pass_name, r["shape"], 32, r["f"])[term]
+                r[term] / conv_backends.work_counts(pass_name, r["shape"], 32, r["f"])[term]
                 for r in records if r["size"] >= 128]))
         counts, times = [], []
         for r in records:
             for pass_name in ("forward", "backward", "weight_gradient"):
-                work = conv2d.work_counts(pass_name, r["shape"], 32, r["f"])
+                work = conv_backends.work_counts(pass_name, r["shape"], 32, r["f"])
                 counts.append([work[t] for t in fft_terms])
                 times.append(r["fft_" + pass_name])
         counts, times = np.array(counts), np.array(times)
@@ -283,7 +280,7 @@ def calibrate_conv2d(quick):
         for r in records:
             for pass_name, direct in (("forward", r["direct_forward"]),
                                       ("backward", r["direct_input"] + r["direct_weight"])):
-                work = conv2d.work_counts(pass_name, r["shape"], 32, r["f"])
+                work = conv_backends.work_counts(pass_name, r["shape"], 32, r["f"])
                 predicted = {m: sum(constants[t] * n for t, n in work.items()
                                     if t.startswith(m)) for m in ("direct", "fft")}
                 choice = min(predicted, key=predicted.get)
@@ -293,7 +290,7 @@ def calibrate_conv2d(quick):
         print(f"{np.dtype(dtype).name}: FFT model relative error median "
               f"{np.median(errors):.0%}, max {errors.max():.0%}; the rule picks "
               f"the faster method in {right} of {total} cases")
-    print("\n## Fitted COST_CONSTANTS (paste into refdeblur/layers/conv2d.py)\n")
+    print("\n## Fitted COST_CONSTANTS (paste into refdeblur/_engine/conv_backends.py)\n")
     for name, constants in fitted.items():
         print(f"{name}: dict(" + ", ".join(f"{k}={v:.2g}" for k, v in constants.items()) + ")")
     return fitted
@@ -417,7 +414,7 @@ def main(argv=None):
           f"{os.cpu_count()} logical CPUs, load average "
           f"{', '.join(f'{v:.1f}' for v in os.getloadavg())}")
     print(f"- numpy {np.__version__}, numba "
-          f"{'missing' if conv2d._conv_numba is None else __import__('numba').__version__}")
+          f"{__import__('numba').__version__ if HAVE_NUMBA else 'missing or disabled'}")
     if args.calibrate:
         calibrate_conv2d(args.quick)
         return

@@ -29,18 +29,16 @@ Also prints the error of every stage of the trained network.
 import argparse
 from pathlib import Path
 
-import refdeblur  # noqa: F401  (first: it limits OpenBLAS to one thread before NumPy loads)
 import numpy as np
 
-from refdeblur.cli import _validation_split
 from refdeblur.image_io import find_images
-from refdeblur.inference import delta_kernel
+from refdeblur.kernels import delta_kernel
 from refdeblur.layers.kernel_quotient import KernelQuotient
 from refdeblur.models import shipped_model_path
 from refdeblur.model_io import read_model_file
 from refdeblur.network import Network, build_network
-from refdeblur.training import kernel_errors
-from refdeblur.training_data import load_gray_images, validation_set
+from refdeblur.training.data import load_gray_images, validation_set, validation_split
+from refdeblur.training.step import kernel_errors
 
 
 def fixed_gradient_network(trained):
@@ -153,7 +151,7 @@ def main(argv=None):
                              "instead of the shipped network of its kernel size; "
                              "repeatable")
     args = parser.parse_args(argv)
-    _, held_out = _validation_split(find_images(args.images), 60)
+    _, held_out = validation_split(find_images(args.images), 60)
     chosen = {}
     for path in args.model:
         net, _, _ = read_model_file(path)

@@ -7,8 +7,8 @@ the 17 px network, the shipped models' architecture) and train on the same
 fixed mini-batch of blurry crops, so the loss curve shows how quickly each
 one can move the weights, free of the noise of fresh batches. The paper's
 ADADELTA (ρ = 0.95, ε = 1e-6) is run with its multiplier η at the paper's
-0.01 and at 0.3 (what the session-2/3 models used); Adam with the usual
-β₁ = 0.9, β₂ = 0.999, ε = 1e-8. The table gives the mean squared kernel
+0.01 and at 0.3 (derivations/training.md, "Optimiser: ADADELTA"); Adam with
+the usual β₁ = 0.9, β₂ = 0.999, ε = 1e-8. The table gives the mean squared kernel
 error on the batch against the step, beside the error of the batch's mean
 kernel (the best a network that ignores the image can do).
 
@@ -20,14 +20,15 @@ import argparse
 import time
 from pathlib import Path
 
-import refdeblur  # noqa: F401  (first: it limits OpenBLAS to one thread before NumPy loads)
 import numpy as np
 
 from _bench_common import print_table
 from refdeblur.image_io import find_images
 from refdeblur.network import build_network
-from refdeblur.training import Adadelta, Adam, OutlierFilter, Phase, training_step
-from refdeblur.training_data import load_gray_images, make_batch
+from refdeblur.training.data import load_gray_images, make_batch
+from refdeblur.training.optim import Adadelta, Adam
+from refdeblur.training.schedule import Phase
+from refdeblur.training.step import OutlierFilter, training_step
 
 
 def fit_fixed_batch(optimizer, blurry, kernels, steps, report_every, *,

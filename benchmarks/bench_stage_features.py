@@ -5,13 +5,13 @@ stage of the shipped architecture (32 filters of 17 x 17 on 1 or 2 input
 channels, 32 hidden units, 4 features, float32) and square images of 255 to
 2048 px it prints, side by side in one run:
 
-* **direct**: :func:`refdeblur._features_numba.stage_features` with
+* **direct**: :func:`refdeblur._engine.features.stage_features` with
   ``method="direct"``: per output row im2col, one sgemm, tanh, the 1 x 1
-  layers; rows shared out over the cores (the only method until session 8);
+  layers; rows shared out over the cores;
 * **sgemm bound**: the direct method's matrix products alone, on
   pre-built patches (one ``(W, C f²) @ (C f², 32)`` product per output row,
   the rows split over two threads): no im2col, no tanh, no 1 x 1 layers;
-* **whole-image FFT**: :func:`refdeblur.layers.conv2d.fft_correlate`, the
+* **whole-image FFT**: :func:`refdeblur._engine.conv_backends.fft_correlate`, the
   32 convolution outputs alone by FFT of the whole image (pocketfft,
   float32, every core), before any tanh or 1 x 1 layer;
 * **tiled FFT**: ``method="fft"``, overlap-save over cache-sized tiles with
@@ -28,24 +28,29 @@ spectra through memory (derivations/inference.md, "Speed").
 import argparse
 from concurrent.futures import ThreadPoolExecutor
 
-import refdeblur  # noqa: F401  (first: it limits OpenBLAS to one thread before NumPy loads)
-from _bench_common import best_time  # noqa: E402  (this folder)
+from _bench_common import best_time  # this folder
 import numpy as np
 
 import scipy.fft
 
-from refdeblur._features_numba import _spectral_sum, fft_tile_size, stage_features
-from refdeblur.layers.conv2d import fft_correlate
+from refdeblur._engine.conv_backends import fft_correlate
+from refdeblur._engine.features import fft_tile_size, spectral_sum, stage_features
+from refdeblur._engine.threads import one_blas_thread
 
 
 def sgemm_bound(patches_row, weight, n_rows, pool):
-    """``n_rows`` products ``patches_row @ weight``, split over the pool's threads."""
+    """``n_rows`` products ``patches_row @ weight``, split over the pool's threads.
+
+    BLAS on one thread, as inside the fused kernel: two multithreaded BLAS
+    calls at once would oversubscribe the cores.
+    """
     def half(count):
         for _ in range(count):
             patches_row @ weight
     counts = [n_rows // 2, n_rows - n_rows // 2]
-    for future in [pool.submit(half, count) for count in counts]:
-        future.result()
+    with one_blas_thread():
+        for future in [pool.submit(half, count) for count in counts]:
+            future.result()
 
 
 def tiled_fft_without_head(x, conv, pool):
@@ -63,7 +68,7 @@ def tiled_fft_without_head(x, conv, pool):
         products = np.empty((conv.shape[0], side, side // 2 + 1), np.complex64)
         for r, c in corners[part::2]:
             tile = scipy.fft.rfft2(x[0, :, r:r + side, c:c + side], s=(side, side), workers=1)
-            _spectral_sum(spectra, tile, products)
+            spectral_sum(spectra, tile, products)
             scipy.fft.irfft2(products, s=(side, side), workers=1)
     for future in [pool.submit(half, part) for part in (0, 1)]:
         future.result()

@@ -23,8 +23,8 @@ busy machine shows.
 
 What is measured
 ----------------
-The shipped training setup (``refdeblur train --filter-size 9 --dtype
-float32 --learning-rate 1.0``): 17 px kernels, 9 px filters, 32 filters, 32
+The paper's training setup with a larger ADADELTA step (``refdeblur train
+--filter-size 9 --dtype float32 --learning-rate 1.0``): 17 px kernels, 9 px filters, 32 filters, 32
 hidden images, (2, 2, 4) feature pairs, batches of 4 crops of 128 px,
 ADADELTA with learning rate 1.0. Training crops come from pictures shipped
 inside scikit-image (camera, astronaut, coffee, chelsea, brick), so the
@@ -47,10 +47,10 @@ benchmark needs no data set.
    backward pass of the last stage's quotients, recombinations and tanh.
    A small table after it shows which method ``Conv2D(method="auto")``
    picks for the stage's convolutions, with the cost model's predictions.
-3. *Profile* of the 17 px, 3-stage, float32 step (shipped path), split into
+3. *Profile* of the 17 px, 3-stage, float32 step (the default training precision), split into
    convolution (``Conv2D.forward``/``backward``, so the Numba kernels and the
    FFT path of ``conv2d.py`` with its own scipy.fft calls), the FFTs of the
-   quotient layers (``refdeblur._fft.rfft2``/``irfft2``, which conv2d.py does
+   quotient layers (``refdeblur._engine.fft.rfft2``/``irfft2``, which conv2d.py does
    not use), the rest of the quotient layers (taper, padding, spectral
    products and divisions, crops), tanh, recombination (the 1x1 matrix
    products), data generation (``make_batch``, kernel sampling included),
@@ -96,12 +96,9 @@ benchmark needs no data set.
 
    PyTorch's OpenMP threads spin for a while after each call by default and
    then slow down refdeblur's threads run right after them; run the
-   comparison with ``OMP_WAIT_POLICY=PASSIVE`` (session 7 did) so that each
+   comparison with ``OMP_WAIT_POLICY=PASSIVE`` so that each
    side gets the cores while it runs.
 """
-
-import refdeblur  # noqa: F401  (first: sets OPENBLAS_NUM_THREADS=1 before NumPy loads)
-from _bench_common import print_table  # noqa: E402  (this folder)
 
 import argparse
 import contextlib
@@ -123,19 +120,24 @@ import skimage
 import skimage.color
 import skimage.data
 
-from refdeblur import _fft, build_network
-from refdeblur.layers import conv2d
+import refdeblur
+from _bench_common import print_table  # this folder
+from refdeblur import build_network
+from refdeblur._engine import conv_backends
+from refdeblur._engine import fft as _fft
+from refdeblur._engine.threads import get_num_threads
 from refdeblur.layers.conv2d import Conv2D
 from refdeblur.layers.image_quotient import ImageQuotient
 from refdeblur.layers.kernel_quotient import KernelQuotient
 from refdeblur.layers.recombine import Recombine
 from refdeblur.layers.tanh import Tanh
 from refdeblur.network import DEFAULT_SCALES
-from refdeblur.training import (Adadelta, OutlierFilter, phase_at,
-                                stagewise_schedule, training_step)
-from refdeblur.training_data import make_batch
+from refdeblur.training.data import make_batch
+from refdeblur.training.optim import Adadelta
+from refdeblur.training.schedule import phase_at, stagewise_schedule
+from refdeblur.training.step import OutlierFilter, training_step
 
-# The shipped training setup (refdeblur train --filter-size 9 --dtype float32
+# The measured training setup (refdeblur train --filter-size 9 --dtype float32
 # --learning-rate 1.0, default_config otherwise).
 FILTER_SIZE = 9
 N_FILTERS = 32
@@ -197,10 +199,8 @@ def describe_trainable(phase):
 
 
 def thread_settings():
-    settings = [f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}",
-                f"numba threads {numba.get_num_threads()}",
-                f"quotient FFT workers {_fft.WORKERS}",
-                f"conv FFT workers {conv2d.FFT_WORKERS}"]
+    settings = [f"refdeblur threads {get_num_threads()} (thread pool, FFT workers, "
+                f"numba kernels; BLAS on one thread inside them)"]
     try:
         settings.append(f"numba layer {numba.threading_layer()}")
     except ValueError:  # no parallel function has run yet
@@ -329,13 +329,13 @@ def conv_methods(dtypes):
                 (2, "forward", "stages 2-3 forward"),
                 (2, "backward", "stages 2-3 backward")):
             shape = (BATCH, in_channels, size, size)
-            seconds = conv2d.predicted_seconds(pass_name, shape, N_FILTERS, FILTER_SIZE,
-                                               dtype)
-            method = conv2d.choose_method(pass_name, shape, N_FILTERS, FILTER_SIZE, dtype)
+            seconds = conv_backends.predicted_seconds(pass_name, shape, N_FILTERS,
+                                                      FILTER_SIZE, dtype)
+            method = conv_backends.choose_method(pass_name, shape, N_FILTERS, FILTER_SIZE, dtype)
             rows.append([np.dtype(dtype).name, label, f"{seconds['direct'] * 1e3:.1f}",
                          f"{seconds['fft'] * 1e3:.1f}", method])
     print_table(f"Conv2D method chosen by 'auto' (f={FILTER_SIZE}, {N_FILTERS} filters, "
-                f"{BATCH} x {CROP}²; cost model of conv2d.py)",
+                f"{BATCH} x {CROP}²; cost model of _engine/conv_backends.py)",
                 ["dtype", "pass", "predicted direct ms", "predicted fft ms", "chosen"],
                 rows)
 
@@ -467,7 +467,7 @@ def bench_profile(images, steps, top):
                 ["part", "timers s/step", "timers share", "cProfile s/step",
                  "cProfile share"], rows,
                 note="convolution: Conv2D forward + backward (Numba kernels and "
-                     "conv2d.py's FFT path). quotient FFTs: refdeblur._fft rfft2/irfft2 "
+                     "conv2d.py's FFT path). quotient FFTs: refdeblur._engine.fft rfft2/irfft2 "
                      "of Eq. 4 and 5. rest: network bookkeeping, gradient sums, loss, "
                      "outlier filter, np.concatenate of the feature gradients.")
 
@@ -776,7 +776,7 @@ def main(argv=None):
                         help=f"comma-separated subset of {','.join(SECTIONS)}")
     parser.add_argument("--filter-size", type=int, default=FILTER_SIZE,
                         help=f"filter side (default {FILTER_SIZE}; the networks "
-                             f"shipped since session 4 use 17)")
+                             f"shipped use 17)")
     parser.add_argument("--crop", type=int, default=CROP,
                         help=f"crop side (default {CROP}; the 25 and 33 px "
                              f"networks trained on 256)")

@@ -1,6 +1,11 @@
 """The worst gradient-check and adjoint-test error of every layer.
 
-Run ``python benchmarks/gradcheck_report.py``. It runs the layer and network
+For porters: a port that checks its own layers against finite differences
+can compare its errors with these, layer by layer, to see whether it is as
+close to the exact gradient as this implementation.
+
+Run ``python benchmarks/gradcheck_report.py`` (the stored output is
+``benchmarks/results/gradcheck_report.txt``). It runs the layer and network
 tests (``tests/layers``, ``tests/test_network.py``) with a recorder switched
 on (``REFDEBLUR_GRADCHECK_REPORT``, see ``tests/conftest.py``) and prints,
 per test module, the number of checks and the worst relative error of the

@@ -14,11 +14,11 @@ and ER <= 2 beside the fixed sizes.
 import argparse
 import warnings
 
-import refdeblur  # noqa: F401  (first: it limits OpenBLAS to one thread before NumPy loads)
 import numpy as np
 
 from refdeblur import DeblurWarning, estimate_kernel
-from refdeblur.bench_levin import _deconvolve, _image_scores, _load_case, _read_index
+from refdeblur.evaluation.levin import (deconvolve_for_benchmark, image_scores, load_case,
+                                        read_index)
 
 SIZES = (17, 25, 33)
 MARGINS = (0, 1, 2, 3)
@@ -37,14 +37,15 @@ def main(argv=None):
     parser.add_argument("--data", required=True)
     args = parser.parse_args(argv)
     ratios = {key: [] for key in [*SIZES, *(f"margin {m}" for m in MARGINS)]}
-    for row in _read_index(args.data):
-        blurry, sharp, true_kernel = _load_case(args.data, row)
-        ssd_true = _image_scores(_deconvolve(blurry, true_kernel), sharp)["ssd"]
+    for row in read_index(args.data):
+        blurry, sharp, true_kernel = load_case(args.data, row)
+        ssd_true = image_scores(deconvolve_for_benchmark(blurry, true_kernel), sharp)["ssd"]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeblurWarning)
             kernels = {size: estimate_kernel(blurry, size) for size in SIZES}
-        errors = {size: _image_scores(_deconvolve(blurry, kernels[size]), sharp)["ssd"]
-                  / ssd_true for size in SIZES}
+        errors = {size: image_scores(deconvolve_for_benchmark(blurry, kernels[size]),
+                                     sharp)["ssd"] / ssd_true
+                  for size in SIZES}
         line = [row["file"], f"true {true_kernel.shape[0]}"]
         for size in SIZES:
             ratios[size].append(errors[size])

@@ -14,7 +14,7 @@ The photo is ``examples/blurry_astronaut.png`` as ``make_blurry_sample.py``
 makes it (scikit-image's ``astronaut``, NASA, public domain; a 23 px
 sampled shake; noise 0.01), in grey. ``--quick`` uses its central 160 px.
 The refined kernel of the coarse scale is computed by running
-:func:`refdeblur.kernel_refinement.refine_coarse_to_fine` on the photo
+:func:`refdeblur.inference.refinement.refine_coarse_to_fine` on the photo
 resized to that scale with the coarse scale alone, which is the first step
 of the full run for photos of up to 512 px (larger ones are refined on
 their most textured 512 px window).
@@ -45,7 +45,7 @@ import refdeblur  # noqa: E402
 from refdeblur.deconvolution import deconvolve  # noqa: E402
 from refdeblur.image_io import rgb_to_gray  # noqa: E402
 from refdeblur.inference import network_kernels  # noqa: E402
-from refdeblur.kernel_refinement import refine_coarse_to_fine  # noqa: E402
+from refdeblur.inference.refinement import refine_coarse_to_fine  # noqa: E402
 from refdeblur.layers.resample import imresize  # noqa: E402
 from refdeblur.metrics import psnr_up_to_shift  # noqa: E402
 from refdeblur.models import load_shipped_model  # noqa: E402

@@ -14,7 +14,7 @@ This script draws the same for the first stage of the shipped 17 px network
 ``camera`` photo (Lav Varshney, CC0: "No copyright restrictions",
 ``skimage.data.camera``), blurred by 'valid' convolution with a camera-shake
 kernel from :func:`refdeblur.sample_kernel` plus Gaussian noise of standard
-deviation 0.01 (:func:`refdeblur.training_data.make_pair`, the training
+deviation 0.01 (:func:`refdeblur.training.data.make_pair`, the training
 recipe). The network runs with :meth:`Network.forward_with_cache`; the
 pre-activation images, which the caches do not keep, are recomputed from
 the cached layer inputs. The top row shows the blurry input, the sharp crop,
@@ -56,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _figure_common
 from _figure_common import figure_parser, first_stage_images, load_network, save_figure  # noqa: E402
 
 from refdeblur.metrics import kernel_error_up_to_shift  # noqa: E402
-from refdeblur.training_data import make_pair  # noqa: E402
+from refdeblur.training.data import make_pair  # noqa: E402
 
 NAME = "fig02_stage_outputs.png"
 

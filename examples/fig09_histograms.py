@@ -19,7 +19,7 @@ photos of ``skimage.data`` -- ``camera`` (Lav Varshney, CC0), ``astronaut``
 (Stefan van der Walt, CC0) and ``rocket`` (SpaceX, public domain), colour
 ones converted to grey -- each blurred by 'valid' convolution with its own
 camera-shake kernel from :func:`refdeblur.sample_kernel` plus Gaussian noise
-of standard deviation 0.01 (:func:`refdeblur.training_data.make_pair`,
+of standard deviation 0.01 (:func:`refdeblur.training.data.make_pair`,
 which also rejects flat crops as in training). Every panel pools all
 channels of all crops (a fixed random subset of pixels per crop) and shows a
 density on a logarithmic axis; the legend gives the excess kurtosis
@@ -52,7 +52,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _figure_common
 from _figure_common import figure_parser, first_stage_images, gray_image, load_network, save_figure  # noqa: E402
 
-from refdeblur.training_data import make_pair  # noqa: E402
+from refdeblur.training.data import make_pair  # noqa: E402
 
 NAME = "fig09_histograms.png"
 #: Public-domain / CC0 photos of skimage.data (see the module docstring).

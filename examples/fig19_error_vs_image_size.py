@@ -57,7 +57,7 @@ from scipy.signal import fftconvolve  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _figure_common
 from _figure_common import figure_parser, gray_image, load_network, save_figure  # noqa: E402
 
-from refdeblur.inference import delta_kernel  # noqa: E402
+from refdeblur.kernels import delta_kernel  # noqa: E402
 from refdeblur import sample_kernel  # noqa: E402
 from refdeblur.metrics import kernel_error_up_to_shift  # noqa: E402
 

@@ -21,7 +21,7 @@ from scipy.signal import fftconvolve
 from skimage import data
 
 from refdeblur import sample_kernel
-from refdeblur.cli_deblur import kernel_image
+from refdeblur.inference.files import kernel_image
 from refdeblur.image_io import write_image
 
 SEED = 2016

@@ -22,27 +22,24 @@ sample_kernel
     Synthetic camera-shake kernels (:mod:`refdeblur.camera_shake`).
 metrics
     Image and kernel quality up to shift, with Levin et al.'s protocol.
+get_num_threads, set_num_threads, num_threads
+    The number of threads refdeblur computes on: its thread pool, scipy.fft
+    workers and numba kernels, with BLAS on one thread inside them
+    (default: the environment variable ``REFDEBLUR_NUM_THREADS``, else every
+    available core). Importing refdeblur changes no setting.
 """
 
-__version__ = "0.1.0.dev0"
-
-import os  # noqa: E402
-
-# OpenBLAS's worker threads compete with Numba's and scipy.fft's threads for
-# the cores; on a busy 2-core machine the small matrix products of the
-# recombination layers then ran up to 100x slower multithreaded than on one
-# thread (1.05 s against 0.01 s for a 32 x 50176 x 32 product). This only
-# takes effect if NumPy was not imported before refdeblur, and never
-# overrides a value the user set.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
-from . import gradcheck, metrics  # noqa: E402
-from .model_io import load_model, save_model  # noqa: E402
-from .network import Architecture, Network, build_network  # noqa: E402
-from .camera_shake import sample_kernel  # noqa: E402
-from .deconvolution import deconvolve  # noqa: E402
-from .inference import DeblurWarning, deblur, estimate_kernel  # noqa: E402
+from ._version import __version__
+from . import gradcheck, metrics
+from .model_io import save_model
+from .models import load_model
+from .network import Architecture, Network, build_network
+from .camera_shake import sample_kernel
+from .deconvolution import deconvolve
+from .inference import DeblurWarning, deblur, estimate_kernel
+from ._engine.threads import get_num_threads, num_threads, set_num_threads
 
 __all__ = ["__version__", "Architecture", "DeblurWarning", "Network",
            "build_network", "deblur", "deconvolve", "estimate_kernel",
-           "gradcheck", "load_model", "metrics", "sample_kernel", "save_model"]
+           "get_num_threads", "gradcheck", "load_model", "metrics", "num_threads",
+           "sample_kernel", "save_model", "set_num_threads"]

@@ -21,16 +21,21 @@ rasterize_trajectory
     Gap-free rasterisation of a trajectory given in pixel coordinates (G9 to G11).
 sample_kernel, sample_kernels
     Complete kernels: draw, scale, reject, centre, rasterise, smooth (G7 to G13).
+check_rng, check_kernel_size
+    The argument checks of the sampler, shared with the training data.
 """
 
 import functools
 import numbers
 
-import numba
 import numpy as np
 from scipy import special
 
+from ._engine.camera_shake import lower_triangular_product
+
 __all__ = [
+    "check_kernel_size",
+    "check_rng",
     "matern_covariance",
     "sample_trajectory",
     "rasterize_trajectory",
@@ -103,7 +108,8 @@ def matern_covariance(t1, t2, *, length_scale=LENGTH_SCALE,
 
     The paper's text (§3.3) says :math:`\nu = 3/2` but its Eq. 6 prints the
     :math:`\nu = 5/2` formula; the public port of the sampler uses 3/2 (GPML
-    ``covMaterniso`` with d = 3), and so does this default (spec O7).
+    ``covMaterniso`` with d = 3), and so does this default
+    (derivations/camera_shake.md, "Which ν").
 
     Examples
     --------
@@ -164,7 +170,26 @@ def _cholesky_factor(n_samples, length_scale, signal_std, nu):
         f"{_JITTERS[-1]:g}")
 
 
-def _check_rng(rng):
+def check_rng(rng):
+    """Raise unless ``rng`` is a :class:`numpy.random.Generator`.
+
+    Parameters
+    ----------
+    rng : object
+        The candidate source of randomness.
+
+    Raises
+    ------
+    TypeError
+        If ``rng`` is not a ``numpy.random.Generator`` (a seed or the legacy
+        ``RandomState`` would make draws depend on hidden global state).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from refdeblur.camera_shake import check_rng
+    >>> check_rng(np.random.default_rng(0))
+    """
     if not isinstance(rng, np.random.Generator):
         raise TypeError("rng must be a numpy.random.Generator "
                         f"(e.g. numpy.random.default_rng(seed)), got {type(rng).__name__}")
@@ -176,29 +201,6 @@ def _gp_params(length_scale, signal_std, nu, n_samples):
         raise ValueError(f"n_samples must be an integer >= 2, got {n_samples!r}")
     return (int(n_samples), _check_positive("length_scale", length_scale),
             _check_positive("signal_std", signal_std), _check_positive("nu", nu))
-
-
-@numba.njit(cache=True)
-def _lower_matvec2(chol, z):
-    """``chol @ z`` for a lower-triangular ``(n, n)`` ``chol`` and ``z`` of shape ``(n, 2)``.
-
-    A plain ``chol @ z`` goes through a multi-threaded BLAS that, for this
-    memory-bound product with two columns, gains nothing from threads and is
-    10-30x slower on a busy machine (measured 0.7 ms idle, 12-16 ms under
-    load on 2 cores). This single-threaded loop reads only the lower
-    triangle (0.4 ms) and adds in a fixed order, so results are reproducible.
-    """
-    n = chol.shape[0]
-    out = np.empty((n, 2))
-    for i in range(n):
-        a = 0.0
-        b = 0.0
-        for j in range(i + 1):
-            a += chol[i, j] * z[j, 0]
-            b += chol[i, j] * z[j, 1]
-        out[i, 0] = a
-        out[i, 1] = b
-    return out
 
 
 def sample_trajectory(rng, *, n_samples=N_SAMPLES, length_scale=LENGTH_SCALE,
@@ -236,12 +238,12 @@ def sample_trajectory(rng, *, n_samples=N_SAMPLES, length_scale=LENGTH_SCALE,
     >>> sample_trajectory(np.random.default_rng(0)).shape
     (1000, 2)
     """
-    _check_rng(rng)
+    check_rng(rng)
     n_samples, length_scale, signal_std, nu = _gp_params(
         length_scale, signal_std, nu, n_samples)
     chol = _cholesky_factor(n_samples, length_scale, signal_std, nu)
     z = rng.standard_normal((n_samples, 2))
-    return float(mean) + _lower_matvec2(chol, z)                 # (G6)
+    return float(mean) + lower_triangular_product(chol, z)       # (G6)
 
 
 # --------------------------------------------------------------------------
@@ -360,7 +362,31 @@ def _gaussian_smooth3(kernel, sigma):
 # Kernels
 # --------------------------------------------------------------------------
 
-def _check_size(size):
+def check_kernel_size(size):
+    """Validate a kernel side: an odd integer of at least 3.
+
+    Parameters
+    ----------
+    size : int
+        The candidate kernel side.
+
+    Returns
+    -------
+    int
+        ``size`` as a Python ``int``.
+
+    Raises
+    ------
+    ValueError
+        If ``size`` is not an integer (``bool`` included), is even or is
+        below 3: the kernel needs a centre pixel.
+
+    Examples
+    --------
+    >>> from refdeblur.camera_shake import check_kernel_size
+    >>> check_kernel_size(17)
+    17
+    """
     if (not isinstance(size, numbers.Integral) or isinstance(size, bool)
             or size < 3 or size % 2 == 0):
         raise ValueError(f"kernel size must be an odd integer >= 3, got {size!r}")
@@ -467,8 +493,8 @@ def sample_kernel(size, rng, *, length_scale=LENGTH_SCALE, signal_std=SIGNAL_STD
     >>> k.shape, bool(abs(k.sum() - 1) < 1e-12), bool(k.min() >= 0)
     ((17, 17), True, True)
     """
-    size = _check_size(size)
-    _check_rng(rng)
+    size = check_kernel_size(size)
+    check_rng(rng)
     n_samples, length_scale, signal_std, nu = _gp_params(
         length_scale, signal_std, nu, n_samples)
     if not (np.isfinite(smoothing_sigma) and smoothing_sigma >= 0):
@@ -514,7 +540,7 @@ def sample_kernels(n, size, rng, **params):
     >>> sample_kernels(4, 17, np.random.default_rng(0)).shape
     (4, 17, 17)
     """
-    size = _check_size(size)
+    size = check_kernel_size(size)
     if not isinstance(n, numbers.Integral) or n < 0:
         raise ValueError(f"n must be a non-negative integer, got {n!r}")
     out = np.empty((int(n), size, size))

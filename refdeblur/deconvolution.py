@@ -3,8 +3,9 @@
 Given a blurry image ``y`` and a kernel ``k`` (the network's estimate, or the
 true one), recover the sharp image ``x`` of the model ``y = k * x + n``: true
 convolution, kernel centre at ``(m // 2, m // 2)`` (``derivations/README.md``).
-The paper used EPLL for this step (method spec §6, step 6); this module
-provides fast native Fourier-domain solvers instead.
+The paper used EPLL (Zoran and Weiss 2011) for this step (paper §6); this
+module provides fast native Fourier-domain solvers instead
+(derivations/deconvolution.md says why).
 
 Derivation: derivations/deconvolution.md; the code cites its equations
 ``(D1)``, ``(D2)``, ...
@@ -37,13 +38,14 @@ shared by all channels.
 """
 
 import math
-import types
 from typing import NamedTuple
 
-import numba
 import numpy as np
 
-from ._fft import fast_length, irfft2, rfft2
+from ._engine.deconvolution import (PARALLEL_MIN_SIZE, fourier_solve, shrink_divergence,
+                                    shrink_into)
+from ._engine.fft import fast_length, irfft2, rfft2
+from .image_io import as_float_image
 
 __all__ = [
     "METHODS",
@@ -194,129 +196,6 @@ def band_observations(y_padded, x_hat, problem):
 
 
 # ---------------------------------------------------------------------------
-# Numba kernels (element-wise or fixed-order: results do not depend on the
-# number of threads)
-
-
-@numba.njit(cache=True, inline="always")
-def _shrink_scalar(v, beta, alpha, tau):
-    """``argmin_w |w|^alpha + beta/2 (w - v)^2`` for one value (D10)-(D14)."""
-    av = abs(v)
-    if av <= tau:  # (D11)
-        return 0.0
-    if alpha == 1.0:  # soft threshold
-        s = av - 1.0 / beta
-    elif alpha == 0.5:
-        # w = s^2 with s^3 - |v| s + 1/(2 beta) = 0: largest root of three (D12)
-        c = 0.5 / beta
-        arg = -1.5 * c / av * math.sqrt(3.0 / av)
-        arg = min(1.0, max(-1.0, arg))
-        s = 2.0 * math.sqrt(av / 3.0) * math.cos(math.acos(arg) / 3.0)
-        s = s * s
-    elif alpha == 2.0 / 3.0:
-        # w = s^3 with s^4 - |v| s + 2/(3 beta) = 0, by Ferrari (D13)
-        d = 2.0 / (3.0 * beta)
-        q = av * av / 8.0
-        root = math.sqrt(q * q / 4.0 - d * d * d / 27.0)  # > 0 above tau
-        a3 = (q / 2.0 + root) ** (1.0 / 3.0)
-        mm = a3 + d / (3.0 * a3)  # real root of the resolvent cubic
-        r = math.sqrt(2.0 * mm)
-        s = 0.5 * (r + math.sqrt(max(2.0 * av / r - 2.0 * mm, 0.0)))
-        s = s * s * s
-    else:
-        # any 0 < alpha < 1: Newton from s = |v|, monotone (convex) (D14)
-        s = av
-        for _ in range(50):
-            g = alpha * s ** (alpha - 1.0) + beta * (s - av)
-            dg = alpha * (alpha - 1.0) * s ** (alpha - 2.0) + beta
-            step = g / dg
-            s -= step
-            if abs(step) <= 1e-15 * av:
-                break
-    return s if v > 0 else -s
-
-
-def _shrink_array(v, beta, alpha, tau, out):
-    flat_v = v.ravel()
-    flat_o = out.ravel()
-    for i in numba.prange(flat_v.size):
-        flat_o[i] = _shrink_scalar(flat_v[i], beta, alpha, tau)
-
-
-def _shrink_divergence(x, beta, alpha, tau, w_scratch, out):
-    """``out = D_x^T w_x + D_y^T w_y`` with ``w = shrink(D x)`` (D8), (D10).
-
-    ``D`` are circular forward differences, ``(D_x x)[i, j] = x[i, j+1] -
-    x[i, j]``, and ``(D_x^T w)[i, j] = w[i, j-1] - w[i, j]``. ``w_scratch``
-    (shape of ``x``) holds one shrunk gradient at a time.
-    """
-    h, w = x.shape
-    for i in numba.prange(h):
-        for j in range(w):
-            jn = j + 1 if j + 1 < w else 0
-            w_scratch[i, j] = _shrink_scalar(x[i, jn] - x[i, j], beta, alpha,
-                                             tau)
-        for j in range(w):
-            jp = j - 1 if j > 0 else w - 1
-            out[i, j] = w_scratch[i, jp] - w_scratch[i, j]
-    for i in numba.prange(h):
-        i_n = i + 1 if i + 1 < h else 0
-        for j in range(w):
-            w_scratch[i, j] = _shrink_scalar(x[i_n, j] - x[i, j], beta, alpha,
-                                             tau)
-    for i in numba.prange(h):
-        ip = i - 1 if i > 0 else h - 1
-        for j in range(w):
-            out[i, j] += w_scratch[ip, j] - w_scratch[i, j]
-
-
-def _fourier_solve(r_hat, u_hat, otf, grad_rows, grad_cols, gamma):
-    """``r_hat <- (conj(K) U + gamma R) / (|K|^2 + gamma |D|^2)`` in place (D9)."""
-    h, w = r_hat.shape
-    for i in numba.prange(h):
-        gr = grad_rows[i]
-        for j in range(w):
-            k = otf[i, j]
-            den = k.real * k.real + k.imag * k.imag + gamma * (gr + grad_cols[j])
-            if den > 0:
-                r_hat[i, j] = (k.conjugate() * u_hat[i, j]
-                               + gamma * r_hat[i, j]) / den
-            else:
-                r_hat[i, j] = 0.0
-
-
-#: Arrays with fewer elements run the serial kernels: for small grids the
-#: threads' start-up and barriers cost more than they save, and much more
-#: when another process occupies a core (measured: the 32 Levin cases take
-#: 1.1 s serially and 8.3 s with two threads on a busy 2-core machine).
-PARALLEL_MIN_SIZE = 1 << 20
-
-
-def _two_variants(py_func):
-    """Serial and parallel compilations of one ``prange`` kernel.
-
-    The serial one is compiled from a renamed copy of the function: Numba's
-    on-disk cache is keyed by the qualified name and not by the compilation
-    flags, so the two would otherwise overwrite each other's cache entries.
-    """
-    name = py_func.__name__ + "_serial"
-    serial = types.FunctionType(py_func.__code__, py_func.__globals__, name,
-                                py_func.__defaults__, py_func.__closure__)
-    serial.__qualname__ = name
-    return (numba.njit(cache=True)(serial),
-            numba.njit(cache=True, parallel=True)(py_func))
-
-
-_SHRINK_ARRAY = _two_variants(_shrink_array)
-_SHRINK_DIVERGENCE = _two_variants(_shrink_divergence)
-_FOURIER_SOLVE = _two_variants(_fourier_solve)
-
-
-def _kernel(variants, size):
-    return variants[size >= PARALLEL_MIN_SIZE]
-
-
-# ---------------------------------------------------------------------------
 # the w-subproblem, public for tests and reuse
 
 
@@ -389,8 +268,7 @@ def shrink(v, beta, alpha):
         raise ValueError(f"beta must be positive, got {beta}")
     v = np.ascontiguousarray(v)
     out = np.empty_like(v)
-    _kernel(_SHRINK_ARRAY, v.size)(v, float(beta), alpha,
-                                   shrink_threshold(beta, alpha), out)
+    shrink_into(v, float(beta), alpha, shrink_threshold(beta, alpha), out)
     return out
 
 
@@ -480,8 +358,7 @@ def _hyper_laplacian(y_pad, problem, *, noise_std, alpha=2 / 3, lam=None,
                          f"beta_init, got {beta_init}, {beta_rate}, {beta_max}")
     if int(n_inner) < 1:
         raise ValueError(f"n_inner must be >= 1, got {n_inner}")
-    shrink_divergence = _kernel(_SHRINK_DIVERGENCE, y_pad.size)
-    fourier_solve = _kernel(_FOURIER_SOLVE, y_pad.size)
+    parallel = y_pad.size >= PARALLEL_MIN_SIZE
     x = y_pad.copy()                   # (Hp, Wp), initial estimate x = y
     scratch = np.empty_like(x)         # one shrunk gradient at a time
     rhs = np.empty_like(x)             # D^T w
@@ -494,10 +371,11 @@ def _hyper_laplacian(y_pad, problem, *, noise_std, alpha=2 / 3, lam=None,
         for _ in range(int(n_inner)):
             if problem.refill and not first:
                 u_hat = band_observations(y_pad, x_hat, problem)  # (D6)
-            shrink_divergence(x, beta, alpha, tau, scratch, rhs)  # (D10)
+            shrink_divergence(x, beta, alpha, tau, scratch, rhs,
+                              parallel=parallel)                     # (D10)
             x_hat = rfft2(rhs)
             fourier_solve(x_hat, u_hat, problem.otf, problem.grad_rows,
-                          problem.grad_cols, gamma)                  # (D9)
+                          problem.grad_cols, gamma, parallel=parallel)  # (D9)
             x = irfft2(x_hat, problem.padded_shape)
             first = False
         beta *= beta_rate
@@ -516,9 +394,8 @@ def _wiener(y_pad, problem, *, noise_std, balance=None, n_iter=4):
         if it:
             u_hat = band_observations(y_pad, x_hat, problem)  # (D6)
         x_hat = np.zeros_like(u_hat)  # gamma * 0: the plain quotient (D16)
-        _kernel(_FOURIER_SOLVE, y_pad.size)(
-            x_hat, u_hat, problem.otf, problem.grad_rows, problem.grad_cols,
-            balance)
+        fourier_solve(x_hat, u_hat, problem.otf, problem.grad_rows, problem.grad_cols,
+                      balance, parallel=y_pad.size >= PARALLEL_MIN_SIZE)
     return irfft2(x_hat, problem.padded_shape)
 
 
@@ -532,17 +409,6 @@ METHODS = {
 
 # ---------------------------------------------------------------------------
 # public API
-
-
-def _as_float_image(image):
-    image = np.asarray(image)
-    if image.dtype.kind == "f":
-        return image.astype(np.float32) if image.dtype.itemsize < 4 else image
-    if image.dtype.kind in "iu":
-        from skimage.util import img_as_float
-        return img_as_float(image)
-    raise ValueError(f"image must be a real-valued array, got dtype "
-                     f"{image.dtype}")
 
 
 def _spatial_planes(image, channel_axis):
@@ -586,8 +452,9 @@ def deconvolve(image, kernel, *, method="hyper_laplacian", noise_std=None,
     image : ndarray
         Blurry image, ``(H, W)``, or 3-D with the colours on
         ``channel_axis``. Float images are used as they are (intensity scale
-        [0, 1] expected by the default regularisation); integer images are
-        converted with :func:`skimage.util.img_as_float`.
+        [0, 1] expected by the default regularisation); integer and boolean
+        images are converted by :func:`refdeblur.image_io.as_float_image`
+        (divided by the maximum of their type).
     kernel : ndarray, shape (m1, m2)
         Blur kernel, odd sides, centre at ``(m1 // 2, m2 // 2)``, convolution
         convention (``y = k * x``). Used as given (not normalised); it should
@@ -681,7 +548,7 @@ def deconvolve(image, kernel, *, method="hyper_laplacian", noise_std=None,
     >>> deconvolve(y, k, noise_std=0.01).shape
     (64, 64)
     """
-    image = _as_float_image(image)
+    image = as_float_image(image)
     planes, axis = _spatial_planes(image, channel_axis)  # (C, H, W)
     kernel = _check_kernel(kernel)
     if not np.all(np.isfinite(image)):
@@ -799,7 +666,7 @@ def estimate_noise_std(image, *, channel_axis=None, average_channels=True,
     if estimator not in _NOISE_ESTIMATORS:
         raise ValueError(f"unknown estimator {estimator!r}; choose one of "
                          f"{sorted(_NOISE_ESTIMATORS)}")
-    image = _as_float_image(image)
+    image = as_float_image(image)
     planes, _ = _spatial_planes(image, channel_axis)
     if planes.shape[1] < 3 or planes.shape[2] < 3:
         raise ValueError(f"image too small to estimate noise: "

@@ -25,9 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .image_io import _give_default_permissions
+from ._version import __version__
+from .image_io import give_default_permissions
 from .network import Architecture, Network
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "save_model", "read_model_file", "load_model"]
 
 FORMAT = "refdeblur-model"
 FORMAT_VERSION = 1
@@ -68,7 +70,7 @@ def save_model(net, path, *, metadata=None, extra_arrays=None):
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.",
                                          suffix=".tmp", dir=path.parent)
     try:
-        _give_default_permissions(temporary)
+        give_default_permissions(temporary)
         with os.fdopen(handle, "wb") as stream:
             np.savez(stream, **arrays)
             stream.flush()
@@ -158,19 +160,21 @@ def read_model_file(path):
 
 
 def load_model(path):
-    """Load a network saved by :func:`save_model`, or a shipped one by name.
+    """Load a network saved by :func:`save_model`.
+
+    :func:`refdeblur.load_model` also accepts the kernel size of a shipped
+    network (:func:`refdeblur.models.load_model`).
 
     Parameters
     ----------
-    path : str, path-like or int
-        A model file, or the kernel size of a shipped network: ``17``,
-        ``25``, ``33`` (or ``"k17"``, ...) when no file of that name exists.
+    path : str or path-like
+        A model file.
 
     Returns
     -------
     Network
-        float64 parameters as stored (shipped models are float32; cast with
-        :meth:`Network.astype`).
+        Parameters in the type they were stored in (shipped models are
+        float32; cast with :meth:`Network.astype`).
 
     Raises
     ------
@@ -179,14 +183,16 @@ def load_model(path):
 
     Examples
     --------
-    >>> from refdeblur import load_model
-    >>> load_model(17).kernel_size
+    >>> import pathlib, tempfile
+    >>> import numpy as np
+    >>> from refdeblur import build_network, save_model
+    >>> from refdeblur.model_io import load_model
+    >>> net = build_network(17, rng=np.random.default_rng(0))
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = pathlib.Path(folder) / "net.npz"
+    ...     save_model(net, path)
+    ...     load_model(path).kernel_size
     17
     """
-    if not isinstance(path, os.PathLike) and not Path(str(path)).exists():
-        name = str(path).lower().removeprefix("k")
-        if name in ("17", "25", "33"):
-            from .models import shipped_model_path
-            path = shipped_model_path(int(name))
     net, _, _ = read_model_file(path)
     return net

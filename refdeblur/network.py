@@ -1,7 +1,7 @@
 """The blind-deblurring network: stages, scale networks and scales.
 
-Paper §3 and §6 (Fig. 1); method-spec §1. The chain rule through a stage and
-across scales is derived in derivations/network.md, equations (N1)-(N12).
+Paper §3 and §6 (Fig. 1). The chain rule through a stage and across scales
+is derived in derivations/network.md, equations (N1)-(N12).
 
 A *stage* turns its input (the blurry image, or the blurry image stacked with
 the current latent image) into ``n`` sharp-like and ``n`` blurry-like
@@ -9,6 +9,10 @@ feature maps, estimates the kernel from them with the kernel quotient (Eq. 4)
 and the latent image with the image quotient (Eq. 5). A *scale* stacks three
 stages. A network for a large kernel runs coarser scales first on a
 downsampled image and hands their latent image, upsampled, to the next scale.
+
+This module is the reference: every stage runs its layers' ``forward`` and
+``backward``. The inference path, which computes the same kernels with less
+memory and, in float32, a fused Numba kernel, is :mod:`refdeblur.network_fast`.
 """
 
 import dataclasses
@@ -17,12 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._threads import matmul_columns, tanh_inplace
-
-try:
-    from . import _features_numba
-except ImportError:  # numba is not installed: the NumPy path below serves
-    _features_numba = None
+from ._engine.threads import one_blas_thread
 from .layers.conv2d import Conv2D
 from .layers.image_quotient import ImageQuotient
 from .layers.kernel_quotient import KernelQuotient
@@ -30,7 +29,7 @@ from .layers.recombine import Recombine
 from .layers.resample import Resample
 from .layers.tanh import Tanh
 
-#: Kernel sizes handled by each scale, coarse to fine (paper §6, spec §1.3).
+#: Kernel sizes handled by each scale, coarse to fine (paper §6; derivations/network.md, (O4)).
 DEFAULT_SCALES = {17: (17,), 25: (17, 25), 33: (17, 25, 33)}
 
 
@@ -38,8 +37,8 @@ DEFAULT_SCALES = {17: (17,), 25: (17, 25), 33: (17, 25, 33)}
 class Architecture:
     """Every architectural choice of a network; stored in the model file.
 
-    Defaults are the paper's §6 numbers where it gives them and the
-    recommendations of method-spec §8 where it does not.
+    Defaults are the paper's §6 numbers where it gives them; where it gives
+    none, the field's comment names the derivation that argues the choice.
     """
 
     #: Kernel side handled by each scale, coarse to fine; the last one is the
@@ -54,20 +53,23 @@ class Architecture:
     #: Hidden images after the first recombination (paper §6: 32).
     n_hidden: int = 32
     #: Side of the convolution filters per scale; None means the kernel size
-    #: of that scale (method-spec O1: the stage's only spatial operator must
-    #: see the whole blur).
+    #: of that scale: the stage's only spatial operator must see the whole
+    #: blur (derivations/conv2d.md §1).
     filter_sizes: tuple = None
     #: Bias in the convolution layer.
     conv_bias: bool = True
     #: Bias in the recombination layers (Eq. 2 has none).
     recombine_bias: bool = False
-    #: Barthann ramp of the kernel quotient per scale; None means m_j (O10).
+    #: Barthann ramp of the kernel quotient per scale; None means m_j
+    #: (derivations/edge_taper.md, "Choice of shape").
     taper_widths: tuple = None
     #: beta_k of Eq. 4 (paper: 1e-4, fixed).
     beta_k: float = 1e-4
-    #: Starting value of the learned beta_x of Eq. 5 (O9).
+    #: Starting value of the learned beta_x of Eq. 5
+    #: (derivations/image_quotient.md, "Parametrisation of β_x").
     initial_beta_x: float = 1e-2
-    #: Normalise the thresholded kernel to sum 1 inside the network (O6).
+    #: Normalise the thresholded kernel to sum 1 inside the network
+    #: (derivations/kernel_quotient.md, "Normalisation").
     normalize_kernel: bool = True
     #: Resampling kernel between scales (MATLAB imresize names).
     resample_kernel: str = "cubic"
@@ -130,14 +132,6 @@ class Architecture:
             raise ValueError(f"unknown architecture fields: {sorted(unknown)}")
         return cls(**{k: tuple(v) if isinstance(v, list) else v
                       for k, v in values.items()})
-
-
-def _fused_head_available(dtype):
-    """Whether :meth:`Stage.predict` can use the fused float32 Numba kernel."""
-    if _features_numba is None or dtype != np.float32:
-        return False
-    import numba
-    return not numba.config.DISABLE_JIT   # as plain Python it would crawl
 
 
 class StageCache(NamedTuple):
@@ -212,7 +206,22 @@ class Stage:
                                      + self.paired_init_noise * noise)
         return params
 
-    def _params_of(self, params, layer_name):
+    def params_of(self, params, layer_name):
+        """The parameters of one layer of this stage, keyed by short name.
+
+        Parameters
+        ----------
+        params : dict
+            The network's parameters, keyed by full name.
+        layer_name : str
+            ``"conv"``, ``"recombine1"``, ``"recombine2"`` or
+            ``"image_quotient"``.
+
+        Returns
+        -------
+        dict
+            E.g. ``{"weight": ..., "bias": ...}`` for ``"conv"``.
+        """
         start = f"{self.prefix}{layer_name}."
         return {name[len(start):]: value for name, value in params.items()
                 if name.startswith(start)}
@@ -235,70 +244,21 @@ class Stage:
         cache : StageCache
         """
         z, conv_cache = self.conv.forward(
-            stage_input, self._params_of(params, "conv"))            # (N1)
+            stage_input, self.params_of(params, "conv"))             # (N1)
         z, tanh1_cache = self.tanh1.forward(z)
         z, rec1_cache = self.recombine1.forward(
-            z, self._params_of(params, "recombine1"))
+            z, self.params_of(params, "recombine1"))
         z, tanh2_cache = self.tanh2.forward(z)
         features, rec2_cache = self.recombine2.forward(
-            z, self._params_of(params, "recombine2"))                # (N2)
+            z, self.params_of(params, "recombine2"))                 # (N2)
         x_sharp = features[:, :self.n_pairs]                         # (N3)
         y_blurry = features[:, self.n_pairs:]
         kernel, kq_cache = self.kernel_quotient.forward(x_sharp, y_blurry)  # (N4)
         latent, iq_cache = self.image_quotient.forward(
-            kernel, blurry, self._params_of(params, "image_quotient"))  # (N5)
+            kernel, blurry, self.params_of(params, "image_quotient"))   # (N5)
         cache = StageCache(conv_cache, tanh1_cache, rec1_cache, tanh2_cache,
                            rec2_cache, kq_cache, iq_cache)
         return kernel, latent, cache
-
-    def predict(self, stage_input, blurry, params, *, prepared_blurry=None):
-        """:meth:`forward` for inference: the same numbers, no cache.
-
-        ``prepared_blurry`` (:meth:`ImageQuotient.prepare_blurry` of
-        ``blurry``) lets the stages of a scale share the transform of the
-        blurry image.
-
-        Each intermediate stack of images is overwritten or released as soon
-        as the next one exists (tanh runs in place), so a stage needs about
-        two stacks of ``n_filters`` images instead of the five that
-        :meth:`forward` keeps for the backward pass. In float32 with Numba,
-        convolution, tanh, recombination, tanh and recombination run fused,
-        a row or (on larger images, by FFT) a tile at a time, so not even
-        the convolution output is stored (:mod:`refdeblur._features_numba`;
-        its tanh is a rational approximation within 4.1e-7 of the true
-        one); in float64 they are
-        the layers themselves, and the numbers are those of :meth:`forward`.
-        """
-        if _fused_head_available(stage_input.dtype):
-            conv = self._params_of(params, "conv")
-            first = self._params_of(params, "recombine1")
-            second = self._params_of(params, "recombine2")
-            features = _features_numba.stage_features(
-                stage_input, conv["weight"], first["weight"], second["weight"],
-                conv.get("bias"), first.get("bias"), second.get("bias"))
-        else:
-            z, _ = self.conv.forward(stage_input, self._params_of(params, "conv"))
-            tanh_inplace(z)
-            z = self._recombine_columns(z, "recombine1", params)
-            tanh_inplace(z)
-            features = self._recombine_columns(z, "recombine2", params)
-            del z
-        kernel, _ = self.kernel_quotient.forward(features[:, :self.n_pairs],
-                                                 features[:, self.n_pairs:])
-        latent, _ = self.image_quotient.forward(
-            kernel, blurry, self._params_of(params, "image_quotient"),
-            prepared=prepared_blurry)
-        return kernel, latent
-
-    def _recombine_columns(self, z, layer_name, params):
-        """Recombine.forward (R1) with the pixels split over the cores."""
-        layer_params = self._params_of(params, layer_name)
-        n_batch, channels, height, width = z.shape
-        out = matmul_columns(layer_params["weight"].astype(z.dtype, copy=False),
-                             z.reshape(n_batch, channels, height * width))
-        if "bias" in layer_params:
-            out += layer_params["bias"].astype(z.dtype, copy=False)[:, None]
-        return out.reshape(n_batch, -1, height, width)
 
     def backward(self, dkernel, dlatent, cache, *, input_grad=True):
         """Back-propagate through the stage (N6)-(N9).
@@ -351,6 +311,56 @@ class Stage:
             grads[f"{self.prefix}{layer_name}.{key}"] = value
 
 
+def stage_input(blurry, latent):
+    """The input of a stage (N12).
+
+    Parameters
+    ----------
+    blurry : ndarray of shape (N, H, W)
+        The blurry image of the scale.
+    latent : ndarray of shape (N, H, W) or None
+        The latent image of the previous stage or scale; None for the first
+        stage of the coarsest scale.
+
+    Returns
+    -------
+    ndarray of shape (N, 1, H, W) or (N, 2, H, W)
+    """
+    if latent is None:
+        return blurry[:, None]
+    return np.stack([blurry, latent], axis=1)                         # (N12)
+
+
+def run_stages_with_cache(stages, blurry, latent, params):
+    """Run a scale's stages with :meth:`Stage.forward`, keeping every cache.
+
+    The stage runner of :meth:`Network.forward_with_cache` (see
+    :meth:`Network.run_scales`).
+    """
+    kernels, caches = [], []
+    for stage in stages:
+        kernel, latent, cache = stage.forward(stage_input(blurry, latent),
+                                              blurry, params)
+        kernels.append(kernel)
+        caches.append(cache)
+    return kernels, latent, caches
+
+
+def run_stages(stages, blurry, latent, params):
+    """Run a scale's stages with :meth:`Stage.forward`, keeping no cache.
+
+    The stage runner of :meth:`Network.forward` (see
+    :meth:`Network.run_scales`): each stage's cache is released as soon as
+    the stage is done.
+    """
+    kernels = []
+    for stage in stages:
+        kernel, latent, _ = stage.forward(stage_input(blurry, latent), blurry,
+                                          params)
+        kernels.append(kernel)
+    return kernels, latent, []
+
+
 class NetworkOutput(NamedTuple):
     """What :meth:`Network.forward` returns.
 
@@ -381,8 +391,8 @@ class _ScaleCache(NamedTuple):
 def pyramid_shapes(image_shape, kernel_sizes):
     """Image size at every scale of a pyramid with these kernel sides.
 
-    Scale ``j`` runs at the factor ``m_j / m_last`` (method-spec O4); its
-    size is ``ceil(factor * size)`` as in MATLAB ``imresize``. Used by the
+    Scale ``j`` runs at the factor ``m_j / m_last`` (derivations/network.md
+    §3); its size is ``ceil(factor * size)`` as in MATLAB ``imresize``. Used by the
     network and by the coarse-to-fine kernel refinement, which must see the
     same images.
     """
@@ -468,8 +478,8 @@ class Network:
     def scale_shapes(self, image_shape):
         """Image size at every scale, coarse to fine.
 
-        Scale ``j`` runs at the factor ``m_j / m_last`` (method-spec O4); its
-        size is ``ceil(factor * size)`` as in MATLAB ``imresize``.
+        Scale ``j`` runs at the factor ``m_j / m_last`` (derivations/network.md
+        §3); its size is ``ceil(factor * size)`` as in MATLAB ``imresize``.
         """
         return pyramid_shapes(image_shape, self.architecture.kernel_sizes)
 
@@ -485,8 +495,13 @@ class Network:
             best = max(best, int(math.ceil(need_scale / factor)))
         return best
 
+    @one_blas_thread()
     def forward(self, image, *, n_stages=None, n_scales=None):
-        """Estimate the blur kernel of a blurry image.
+        """Estimate the blur kernel of a blurry image with the reference layers.
+
+        :func:`refdeblur.network_fast.predict` computes the same kernels
+        (the same numbers in float64, within float32 rounding in float32)
+        with less memory and, in float32, faster: use it for inference.
 
         Parameters
         ----------
@@ -507,14 +522,41 @@ class Network:
         -------
         NetworkOutput
         """
-        output, _ = self._run(image, n_stages, keep_cache=False, n_scales=n_scales)
+        output, _ = self.run_scales(image, run_stages, n_stages=n_stages,
+                                    n_scales=n_scales)
         return output
 
+    @one_blas_thread()
     def forward_with_cache(self, image, *, n_stages=None):
         """:meth:`forward`, also returning what :meth:`backward` needs."""
-        return self._run(image, n_stages, keep_cache=True)
+        return self.run_scales(image, run_stages_with_cache, n_stages=n_stages)
 
-    def _run(self, image, n_stages, *, keep_cache, n_scales=None):
+    def run_scales(self, image, stage_runner, *, n_stages=None, n_scales=None):
+        """The scales, coarse to fine, with the stages of each run by ``stage_runner``.
+
+        Resamples the image to every scale (N10) and the latent image of
+        each scale to the next (N11), and hands both to ``stage_runner``,
+        which runs the stages of the scale (N1)-(N5), (N12).
+
+        Parameters
+        ----------
+        image : ndarray of shape (H, W) or (N, H, W)
+        stage_runner : callable
+            ``stage_runner(stages, blurry, latent, params)`` returns
+            ``(kernels, latent, stage_caches)``: the kernel of every stage
+            run, the last stage's latent image and the caches that
+            :meth:`backward` needs (an empty list where none are kept).
+            ``latent`` is None for the coarsest scale. :func:`run_stages`,
+            :func:`run_stages_with_cache` and
+            :func:`refdeblur.network_fast.predict_stages` are such runners.
+        n_stages, n_scales : int, optional
+            As for :meth:`forward`.
+
+        Returns
+        -------
+        output : NetworkOutput
+        cache : NetworkCache
+        """
         image = np.asarray(image)
         single = image.ndim == 2
         batch = image[None] if single else image
@@ -525,21 +567,20 @@ class Network:
         arch = self.architecture
         if n_stages is None:
             n_stages = arch.inference_stages or arch.n_stages
-        n_final = n_stages
-        if not 1 <= n_final <= self.architecture.n_stages:
-            raise ValueError(f"n_stages must be in 1..{self.architecture.n_stages}")
+        if not 1 <= n_stages <= arch.n_stages:
+            raise ValueError(f"n_stages must be in 1..{arch.n_stages}")
+        if n_scales is None:
+            n_scales = len(self.scales)
+        if not 1 <= n_scales <= len(self.scales):
+            raise ValueError(f"n_scales must be in 1..{len(self.scales)}")
         if min(batch.shape[-2:]) < self.min_image_size():
             raise ValueError(f"image of {batch.shape[-2]}x{batch.shape[-1]} px "
                              f"is too small for this network (needs at least "
                              f"{self.min_image_size()} px per side)")
         shapes = self.scale_shapes(batch.shape[-2:])
-        kind = self.architecture.resample_kernel
+        kind = arch.resample_kernel
         stage_kernels, scale_caches, resamplers = [], [], []
         latent = None
-        if n_scales is None:
-            n_scales = len(self.scales)
-        if not 1 <= n_scales <= len(self.scales):
-            raise ValueError(f"n_scales must be in 1..{len(self.scales)}")
         for j, stages in enumerate(self.scales[:n_scales]):
             down = (Resample(batch.shape[-2:], shapes[j], kernel=kind)
                     if shapes[j] != batch.shape[-2:] else None)
@@ -551,34 +592,21 @@ class Network:
             up_cache = None
             if up is not None:
                 latent, up_cache = up.forward(latent)                 # (N11)
-            count = n_final if j == len(self.scales) - 1 else len(stages)
-            kernels, stage_caches = [], []
-            prepared = (None if keep_cache
-                        else stages[0].image_quotient.prepare_blurry(blurry))
-            for stage in stages[:count]:
-                if latent is None:
-                    stage_input = blurry[:, None]
-                else:
-                    stage_input = np.stack([blurry, latent], axis=1)  # (N12)
-                if keep_cache:
-                    kernel, latent, cache = stage.forward(stage_input, blurry,
-                                                          self.params)
-                    stage_caches.append(cache)
-                else:
-                    kernel, latent = stage.predict(stage_input, blurry,
-                                                   self.params,
-                                                   prepared_blurry=prepared)
-                kernels.append(kernel[0] if single else kernel)
-            stage_kernels.append(kernels)
+            count = n_stages if j == len(self.scales) - 1 else len(stages)
+            kernels, latent, stage_caches = stage_runner(stages[:count], blurry,
+                                                         latent, self.params)
+            stage_kernels.append([kernel[0] for kernel in kernels] if single
+                                 else list(kernels))
             scale_caches.append(_ScaleCache(down_cache, up_cache,
                                             stage_caches, shapes[j]))
         output = NetworkOutput(kernel=stage_kernels[-1][-1],
                                stage_kernels=stage_kernels,
                                latent=latent[0] if single else latent)
-        cache = NetworkCache(scale_caches, resamplers, n_final,
+        cache = NetworkCache(scale_caches, resamplers, n_stages,
                              batch.shape[-2:])
         return output, cache
 
+    @one_blas_thread()
     def backward(self, dkernel, cache, *, dlatent=None, input_grad=False,
                  trainable=None):
         """Gradients of a loss on the final kernel (and latent image).

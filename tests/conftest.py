@@ -1,4 +1,5 @@
-"""Shared fixtures: an explicit random generator and the optional shared data."""
+"""Shared fixtures (an explicit random generator, the optional shared data) and
+the ``requires_numba`` marker."""
 
 import os
 from pathlib import Path
@@ -6,11 +7,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from refdeblur._engine import HAVE_NUMBA
+
 # The benchmark and training data live outside the repository (research-use
 # data sets that must not be copied in). Tests that need them skip cleanly.
 SHARED_DATA = Path(os.environ.get(
     "REFDEBLUR_SHARED_DATA",
     Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+
+
+def pytest_runtest_setup(item):
+    """Skip tests marked ``requires_numba`` where the kernels are not compiled.
+
+    The marker is for tests about the speed of numba kernels, or too slow
+    with the kernels run as plain Python; tests of what a kernel computes
+    run everywhere (without numba, or with ``NUMBA_DISABLE_JIT=1``, the
+    same loops run as Python).
+    """
+    if item.get_closest_marker("requires_numba") and not HAVE_NUMBA:
+        pytest.skip("needs compiled numba kernels (numba missing or NUMBA_DISABLE_JIT=1)")
 
 
 @pytest.fixture

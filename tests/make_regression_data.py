@@ -5,8 +5,7 @@ the kernels it estimates on a fixed input (the centre of the README's sample
 photo): the last stage's kernel of every scale (``k{size}_scale{j}``, the
 finest is also ``k{size}_network``), and the default estimate with the
 kernel refinement of step 6b (``k{size}``), together with the SHA-256 of the
-model file. ``test_regression.py``
-then fails whenever inference or a shipped model changes the result, so the
+model file. ``test_regression.py`` then fails whenever inference or a shipped model changes the result, so the
 change is seen and the file is regenerated on purpose.
 """
 
@@ -14,13 +13,19 @@ from pathlib import Path
 
 import numpy as np
 
+from refdeblur.image_io import read_image
+from refdeblur.inference import network_kernels
+from refdeblur.network_fast import predict
+from refdeblur.inference.refinement import refine_coarse_to_fine
+from refdeblur.models import (SHIPPED_KERNEL_SIZES, load_shipped_model, model_sha256,
+                              shipped_model_path)
+
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data" / "shipped_regression.npz"
 
 
 def fixed_input():
     """Grey centre 256 x 256 of examples/blurry_astronaut.png, float64."""
-    from refdeblur.image_io import read_image
     photo = read_image(HERE.parent / "examples" / "blurry_astronaut.png", as_gray=True)
     top = (photo.shape[0] - 256) // 2
     left = (photo.shape[1] - 256) // 2
@@ -28,10 +33,6 @@ def fixed_input():
 
 
 def estimates():
-    from refdeblur.inference import network_kernels
-    from refdeblur.kernel_refinement import refine_coarse_to_fine
-    from refdeblur.models import (SHIPPED_KERNEL_SIZES, load_shipped_model, model_sha256,
-                                  shipped_model_path)
     image = fixed_input()
     arrays = {}
     for size in SHIPPED_KERNEL_SIZES:
@@ -40,7 +41,7 @@ def estimates():
         except ValueError:
             continue
         net = load_shipped_model(size)
-        scale_kernels = network_kernels(net.forward(image.astype(net.dtype)))
+        scale_kernels = network_kernels(predict(net, image.astype(net.dtype)))
         for j, kernel in enumerate(scale_kernels):
             arrays[f"k{size}_scale{j}"] = kernel
         arrays[f"k{size}_network"] = scale_kernels[-1]

@@ -11,9 +11,11 @@ import json
 import numpy as np
 import pytest
 
-from refdeblur.bench_levin import (CSV_COLUMNS, METHODS, OUTPUT_FILES, BenchError,
-                                   add_bench_parser, choose_kernel_size, main_levin,
-                                   run_levin)
+from refdeblur.cli.bench import add_bench_parser, main_levin
+from refdeblur.evaluation.levin import (CSV_COLUMNS, METHODS, OUTPUT_FILES, BenchError,
+                                        available_shipped_sizes, choose_kernel_size,
+                                        run_levin)
+from refdeblur.models import model_sha256, shipped_model_path
 
 TWO_CASES = ("im01_ker01", "im02_ker05")     # true kernels of 19 and 13 px
 
@@ -82,9 +84,7 @@ def test_true_kernel_is_the_upper_bound(two_case_run):
 
 
 def test_auto_rule_picks_the_shipped_window(two_case_run):
-    from refdeblur.bench_levin import _available_shipped_sizes
-
-    available = _available_shipped_sizes()
+    available = available_shipped_sizes()
     rows = [r for r in _read_cases(two_case_run["out"] / "cases.csv")
             if r["method"] == "refdeblur"]
     for row in rows:
@@ -179,9 +179,7 @@ def test_bench_parser_registers_levin():
 
 
 def test_unavailable_fixed_kernel_size_is_a_clear_error(levin_data, tmp_path):
-    from refdeblur.bench_levin import _available_shipped_sizes
-
-    missing = [size for size in (17, 25, 33) if size not in _available_shipped_sizes()]
+    missing = [size for size in (17, 25, 33) if size not in available_shipped_sizes()]
     if not missing:
         pytest.skip("every shipped model is installed")
     with pytest.raises(BenchError, match=f"--kernel-size {missing[0]}"):
@@ -190,8 +188,6 @@ def test_unavailable_fixed_kernel_size_is_a_clear_error(levin_data, tmp_path):
 
 
 def test_model_file_is_used_for_every_case(levin_data, tmp_path):
-    from refdeblur.models import model_sha256, shipped_model_path
-
     model = shipped_model_path(17)
     result = run_levin(levin_data, tmp_path / "out", model_path=model,
                        cases=[TWO_CASES[1]], progress=False, command_line="test")

@@ -4,7 +4,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from refdeblur._engine import camera_shake as engine
 from refdeblur.camera_shake import (
+    check_kernel_size,
+    check_rng,
     matern_covariance,
     rasterize_trajectory,
     sample_kernel,
@@ -220,6 +223,38 @@ def test_bad_sizes_raise(size, rng):
 def test_rng_must_be_a_generator():
     with pytest.raises(TypeError):
         sample_kernel(17, 0)
+    with pytest.raises(TypeError, match="Generator"):
+        check_rng(np.random.RandomState(0))
+    check_rng(np.random.default_rng(0))
+
+
+def test_check_kernel_size():
+    assert check_kernel_size(np.int64(17)) == 17
+    assert type(check_kernel_size(np.int64(17))) is int
+    for bad in (16, 1, 17.0, True, "17"):
+        with pytest.raises(ValueError, match="odd integer"):
+            check_kernel_size(bad)
+
+
+def test_lower_triangular_product_numpy_gives_the_kernels_bits(rng):
+    # the Cholesky factor of the sampler, 300 points (the loop kernel may run
+    # as plain Python here, in the runs without numba's JIT)
+    t = np.linspace(0.0, 1.0, 300)
+    chol = np.linalg.cholesky(matern_covariance(t[:, None], t[None, :]) + 1e-12 * np.eye(300))
+    z = rng.standard_normal((300, 2))
+    expected = engine.lower_triangular_product_kernel(chol, z)
+    np.testing.assert_array_equal(engine.lower_triangular_product_numpy(chol, z), expected)
+    np.testing.assert_allclose(expected, chol @ z, rtol=1e-12, atol=1e-14)
+    # the upper triangle is not read
+    np.testing.assert_array_equal(
+        engine.lower_triangular_product_numpy(chol + np.triu(np.ones_like(chol), 1), z),
+        expected)
+
+
+def test_kernels_are_the_same_without_numba(monkeypatch):
+    with_numba = sample_kernels(3, 17, np.random.default_rng(7))
+    monkeypatch.setattr(engine, "HAVE_NUMBA", False)
+    np.testing.assert_array_equal(sample_kernels(3, 17, np.random.default_rng(7)), with_numba)
 
 
 def test_exhausted_attempts_raise_runtime_error(rng):

@@ -16,7 +16,10 @@ import numpy as np
 import pytest
 
 from refdeblur.cli import main
-from refdeblur.image_io import read_image_raw, write_image
+from refdeblur.image_io import read_image, read_image_raw, write_image
+from refdeblur.inference import DeblurWarning, estimate_kernel
+from refdeblur.inference.refinement import refinement_mode
+from refdeblur.models import load_shipped_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -69,8 +72,6 @@ def test_deblur_writes_image_kernel_and_report(photo, tmp_path):
 
 
 def test_no_refine_gives_the_network_kernel_and_says_so(photo, tmp_path):
-    from refdeblur.image_io import read_image
-    from refdeblur.inference import DeblurWarning, estimate_kernel
     report = tmp_path / "report.json"
     out = tmp_path / "plain.png"
     result = _run(["deblur", photo, "--kernel-size", "17", "--no-refine", "-o", out,
@@ -90,8 +91,6 @@ def test_no_refine_gives_the_network_kernel_and_says_so(photo, tmp_path):
     (17, True, "single_scale"), (25, True, "coarse_to_fine"), (33, True, "coarse_to_fine"),
     (25, False, "none")])
 def test_report_names_the_refinement(size, refine, mode):
-    from refdeblur.cli_deblur import refinement_mode
-    from refdeblur.models import load_shipped_model
     assert refinement_mode(refine, load_shipped_model(size)) == mode
 
 

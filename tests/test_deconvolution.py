@@ -7,6 +7,7 @@ import skimage.data
 from scipy.ndimage import convolve, gaussian_filter
 from scipy.signal import fftconvolve
 
+from refdeblur._engine import deconvolution as engine
 from refdeblur.deconvolution import (METHODS, deconvolve, estimate_noise_std,
                                      shrink, shrink_threshold)
 
@@ -208,6 +209,46 @@ def test_integer_image_is_converted(rng):
     image = (rng.random((32, 32)) * 255).astype(np.uint8)
     out = deconvolve(image, np.ones((1, 1)), noise_std=0.01)
     assert out.dtype == np.float64 and out.max() <= 1.5
+
+
+# -- the NumPy path used without numba ---------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("alpha", [0.5, 2 / 3, 1.0, 0.8])
+def test_numpy_kernels_equal_the_compiled_ones(alpha, dtype, rng):
+    x = (0.3 * rng.standard_normal((37, 52))).astype(dtype)
+    beta = 3.0
+    tau = shrink_threshold(beta, alpha)
+    tolerance = {np.float32: 5e-7, np.float64: 5e-15}[dtype]
+    compiled = np.empty_like(x)
+    engine.shrink_into(x, beta, alpha, tau, compiled)
+    np.testing.assert_allclose(engine.shrink_numpy(x, beta, alpha, tau), compiled,
+                               rtol=0, atol=tolerance)
+    compiled_div, numpy_div = np.empty_like(x), np.empty_like(x)
+    engine.shrink_divergence(x, beta, alpha, tau, np.empty_like(x), compiled_div)
+    engine.shrink_divergence_numpy(x, beta, alpha, tau, numpy_div)
+    np.testing.assert_allclose(numpy_div, compiled_div, rtol=0, atol=4 * tolerance)
+    spectrum = np.fft.rfft2(x)
+    otf = np.fft.rfft2(rng.random(x.shape))
+    otf[0, 0] = 0.0
+    grad_rows = rng.random(x.shape[0])
+    grad_cols = rng.random(spectrum.shape[1])
+    grad_rows[0] = grad_cols[0] = 0.0            # the denominator vanishes at [0, 0]
+    u_hat = np.fft.rfft2(rng.random(x.shape))
+    compiled_hat, numpy_hat = spectrum.copy(), spectrum.copy()
+    engine.fourier_solve(compiled_hat, u_hat, otf, grad_rows, grad_cols, 0.5)
+    engine.fourier_solve_numpy(numpy_hat, u_hat, otf, grad_rows, grad_cols, 0.5)
+    np.testing.assert_allclose(numpy_hat, compiled_hat, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("method", ["hyper_laplacian", "wiener"])
+def test_deconvolve_without_numba_gives_the_same_image(blurred_camera, results, method,
+                                                      monkeypatch):
+    blurry, kernel, _ = blurred_camera
+    monkeypatch.setattr(engine, "HAVE_NUMBA", False)
+    without = deconvolve(blurry, kernel, method=method, noise_std=SIGMA)
+    np.testing.assert_allclose(without, results[method], rtol=0, atol=1e-12)
 
 
 def test_clip():

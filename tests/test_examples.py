@@ -14,6 +14,8 @@ import matplotlib.image
 import numpy as np
 import pytest
 
+from refdeblur._engine import NUMBA_WARNING
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 SCRIPTS = {
@@ -28,7 +30,8 @@ SCRIPTS = {
 
 def run_script(script, cwd, *args):
     result = subprocess.run(
-        [sys.executable, "-W", "error", str(EXAMPLES / script), *args],
+        [sys.executable, "-W", "error", "-W", f"ignore:{NUMBA_WARNING}:RuntimeWarning",
+         str(EXAMPLES / script), *args],
         cwd=cwd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, (
         f"{script} failed with code {result.returncode}\n"

@@ -1,22 +1,24 @@
-"""The fused float32 feature extraction of the inference path (refdeblur._features_numba).
+"""The fused float32 feature extraction of the inference path (refdeblur._engine.features).
 
 Oracles: ``np.tanh`` in float64 for the rational tanh, and the layers
 (Conv2D, Tanh, Recombine) in float64 for the whole pipeline, computed both
-ways (``method="direct"`` and the tiled FFT, ``method="fft"``). Also run
-with ``NUMBA_DISABLE_JIT=1`` by .ci/run.
+ways (``method="direct"`` and the tiled FFT, ``method="fft"``), and the
+reference network (``Network.forward``) for the inference path
+(:func:`refdeblur.network_fast.predict`). Also run with
+``NUMBA_DISABLE_JIT=1`` by .ci/run.
 """
 
-import numba
 import numpy as np
 import pytest
 import scipy.fft
 
 from refdeblur import build_network
-from refdeblur._features_numba import (TANH_CLAMP, TANH_TERMS, fast_tanh, fft_tile_size,
-                                       lambert_tanh_coefficients, stage_features)
+from refdeblur._engine.features import (TANH_CLAMP, TANH_TERMS, fast_tanh, fft_tile_size,
+                                        lambert_tanh_coefficients, stage_features)
 from refdeblur.layers.conv2d import Conv2D
 from refdeblur.layers.recombine import Recombine
 from refdeblur.layers.tanh import Tanh
+from refdeblur.network_fast import predict
 
 
 def test_lambert_coefficients_are_positive_and_give_tanh_in_float64():
@@ -86,8 +88,8 @@ def _paper_stage(rng, channels):
             (0.1 * rng.standard_normal(4)).astype(np.float32))
 
 
-@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="paper-sized stage: too slow as "
-                    "plain Python; the small cases above cover both methods")
+# Paper-sized: too slow as plain Python; the small cases above cover both methods.
+@pytest.mark.requires_numba
 @pytest.mark.parametrize("channels", [1, 2])
 def test_fft_and_direct_features_agree_on_a_paper_sized_stage(channels, rng):
     # Several default-sized tiles with partial ones at the edges, two images.
@@ -150,18 +152,18 @@ def test_float32_network_with_the_fused_features_matches_float64(rng):
     net = build_network(9, rng=rng, filter_sizes=(5,))
     image = rng.random((60, 52))
     k64 = net.forward(image).kernel
-    k32 = net.astype(np.float32).forward(image.astype(np.float32)).kernel
+    k32 = predict(net.astype(np.float32), image.astype(np.float32)).kernel
     assert k32.dtype == np.float32
     assert np.abs(k32 - k64).max() <= 1e-4 * max(1.0, float(np.abs(k64).max()))
 
 
-@pytest.mark.skipif(numba.config.DISABLE_JIT, reason="without the JIT the float32 "
-                    "network runs the NumPy layers, not the kernels under test")
+# Without compiled kernels the float32 inference path runs the NumPy layers.
+@pytest.mark.requires_numba
 def test_float32_network_with_the_fft_features_matches_float64(rng):
     # 17 x 17 filters on a 230 px image: 214² outputs, so the stages with
     # two input channels (2 and 3) take the tiled FFT path.
     net = build_network(17, rng=rng, filter_sizes=(17,))
     image = rng.random((230, 230))
     k64 = net.forward(image).kernel
-    k32 = net.astype(np.float32).forward(image.astype(np.float32)).kernel
+    k32 = predict(net.astype(np.float32), image.astype(np.float32)).kernel
     assert np.abs(k32 - k64).max() <= 1e-4 * max(1.0, float(np.abs(k64).max()))

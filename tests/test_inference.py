@@ -4,10 +4,14 @@ import warnings
 
 import numpy as np
 import pytest
+from scipy.ndimage import gaussian_filter
 from scipy.signal import fftconvolve
 
-from refdeblur import DeblurWarning, build_network, deblur, deconvolve, estimate_kernel
-from refdeblur.inference import center_kernel, delta_kernel, kernel_border_mass
+from refdeblur import (DeblurWarning, build_network, deblur, deconvolve, estimate_kernel,
+                       sample_kernel)
+from refdeblur.inference.preparation import textured_window
+from refdeblur.kernels import center_kernel, delta_kernel, kernel_border_mass, sharpen_kernel
+from refdeblur.metrics import kernel_error_up_to_shift, psnr_up_to_shift
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +32,6 @@ def blurred_natural_image(kernel_size, seed=7):
     kernel, plus noise 0.01: ``(blurry, true kernel, aligned sharp image)``."""
     from skimage import data
 
-    from refdeblur import sample_kernel
     rng = np.random.default_rng(seed)
     kernel = sample_kernel(kernel_size, rng)
     sharp = data.camera().astype(np.float64)[::2, ::2] / 255
@@ -156,11 +159,10 @@ def test_large_image_uses_a_textured_window(small_net):
     # The estimate on a large image runs on its most textured window: a flat
     # part must not make it fail, and the result equals the estimate on
     # that window alone.
-    from refdeblur.inference import _textured_window
     rng = np.random.default_rng(5)
     image = np.full((120, 300), 0.5)
     image[:, 200:] = rng.random((120, 100))
-    rows, cols = _textured_window(image, 100)
+    rows, cols = textured_window(image, 100)
     assert (cols.start, cols.stop) == (200, 300)
     assert rows.stop - rows.start == 100
     with warnings.catch_warnings():
@@ -177,7 +179,6 @@ def test_shipped_model_recovers_a_synthetic_blur():
     # must be much closer to the truth than a delta kernel, and the
     # deblurred image sharper than the blurry one. (Without the refinement
     # the network alone gains 1.87 dB here: derivations/kernel_refinement.md.)
-    from refdeblur.metrics import kernel_error_up_to_shift, psnr_up_to_shift
     blurry, true_kernel, sharp = blurred_natural_image(17)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeblurWarning)
@@ -189,10 +190,6 @@ def test_shipped_model_recovers_a_synthetic_blur():
 
 
 def test_sharpen_kernel_undoes_a_small_gaussian_blur():
-    from scipy.ndimage import gaussian_filter
-
-    from refdeblur import sample_kernel
-    from refdeblur.inference import sharpen_kernel
     kernel = sample_kernel(33, np.random.default_rng(11))
     blurred = gaussian_filter(kernel, 0.5, mode="constant")
     blurred /= blurred.sum()

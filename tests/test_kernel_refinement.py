@@ -6,9 +6,11 @@ from scipy.ndimage import gaussian_filter
 from scipy.signal import fftconvolve
 
 from refdeblur import sample_kernel
-from refdeblur.kernel_refinement import (ValidConvolution, _gradients, gradient_gram,
-                                         refine_coarse_to_fine, refine_kernel, resize_kernel,
-                                         solve_kernel)
+from refdeblur.inference.preparation import textured_window
+from refdeblur.inference.refinement import (ValidConvolution, gradient_gram, gradients,
+                                            refine_coarse_to_fine, refine_kernel, solve_kernel)
+from refdeblur.kernels import resize_kernel
+from refdeblur.metrics import kernel_error_up_to_shift
 
 
 def test_valid_convolution_matches_scipy():
@@ -39,7 +41,7 @@ def test_solver_recovers_the_kernel_from_exact_gradients():
     sharp[10:-10, 10:-10] = rng.random((50, 50))  # white: well-conditioned
     true = sample_kernel(9, rng)
     blurry = fftconvolve(sharp, true, mode="same")
-    solved = solve_kernel(_gradients(sharp), _gradients(blurry), 9, 0.0)
+    solved = solve_kernel(gradients(sharp), gradients(blurry), 9, 0.0)
     assert np.max(np.abs(solved - true)) < 1e-8 * true.max()
 
 
@@ -106,7 +108,6 @@ def test_refinement_sharpens_a_blob_estimate(seed):
     blob /= blob.sum()
     refined = refine_kernel(blurry, blob)
     _check_kernel(refined, 17)
-    from refdeblur.metrics import kernel_error_up_to_shift
     assert kernel_error_up_to_shift(refined, true) < 0.5 * kernel_error_up_to_shift(blob, true)
 
 
@@ -147,13 +148,12 @@ def test_bad_arguments_raise(image, kernel):
         refine_kernel(image, kernel)
 
 
-def test_large_image_is_refined_on_its_textured_window():
-    from refdeblur.inference import _textured_window
+def test_large_image_is_refined_on_itstextured_window():
     blurry, true = _synthetic_pair(1)
     image = np.full((blurry.shape[0], 3 * blurry.shape[1]), 0.5)
     image[:, -blurry.shape[1]:] = blurry
     blob = gaussian_filter(true, 1.5, mode="constant")
-    rows, cols = _textured_window(image, 200)
+    rows, cols = textured_window(image, 200)
     np.testing.assert_array_equal(refine_kernel(image, blob, max_window=200),
                                   refine_kernel(image[rows, cols], blob, max_window=None))
 
@@ -182,7 +182,6 @@ def test_coarse_to_fine_recovers_a_large_blur_from_a_coarse_blob(seed):
     # network's coarsest scale gives. Refining coarse to fine must land far
     # closer to the truth than that start brought to full size (error
     # ratios 0.41, 0.27, 0.31 for these seeds; 0.64 for seed 7).
-    from refdeblur.metrics import kernel_error_up_to_shift
     blurry, true = _synthetic_pair(seed, size=25)
     coarse_blob = gaussian_filter(resize_kernel(true, 17), 1.0, mode="constant")
     coarse_blob /= coarse_blob.sum()
@@ -193,12 +192,11 @@ def test_coarse_to_fine_recovers_a_large_blur_from_a_coarse_blob(seed):
 
 
 def test_coarse_to_fine_uses_the_textured_window_at_every_scale():
-    from refdeblur.inference import _textured_window
     blurry, true = _synthetic_pair(1, size=25)
     image = np.full((blurry.shape[0], 3 * blurry.shape[1]), 0.5)
     image[:, -blurry.shape[1]:] = blurry
     coarse = gaussian_filter(resize_kernel(true, 17), 1.0, mode="constant")
-    rows, cols = _textured_window(image, 200)
+    rows, cols = textured_window(image, 200)
     np.testing.assert_array_equal(
         refine_coarse_to_fine(image, coarse, (17, 25), max_window=200),
         refine_coarse_to_fine(image[rows, cols], coarse, (17, 25), max_window=None))

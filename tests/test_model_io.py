@@ -6,6 +6,7 @@ import pytest
 
 from refdeblur import build_network, load_model, save_model
 from refdeblur.model_io import read_model_file
+from refdeblur.models import load_model as load_shipped_or_file
 
 
 def _tiny(rng):
@@ -141,3 +142,17 @@ def test_failed_save_keeps_the_old_file(rng, tmp_path):
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]
     assert zipfile.is_zipfile(path)
+
+
+@pytest.mark.parametrize("name", [17, "25", "k33"])
+def test_shipped_networks_load_by_kernel_size(name):
+    size = int(str(name).removeprefix("k"))
+    assert load_shipped_or_file(name).kernel_size == size
+    assert load_model(name).kernel_size == size
+
+
+def test_a_file_named_like_a_size_is_the_file(tmp_path, monkeypatch):
+    net = build_network(17, rng=np.random.default_rng(0), n_filters=4)
+    save_model(net, tmp_path / "25")
+    monkeypatch.chdir(tmp_path)
+    assert load_shipped_or_file("25").kernel_size == 17

@@ -5,6 +5,7 @@ import pytest
 
 from refdeblur import build_network, gradcheck
 from refdeblur.network import Architecture, Stage
+from refdeblur.network_fast import predict
 
 TOL = 1e-6
 
@@ -175,12 +176,13 @@ def test_forward_can_stop_after_the_coarse_scales(rng):
 
 
 def test_inference_path_equals_the_training_path(rng):
-    # forward() runs Stage.predict (no caches, in-place tanh); the numbers
-    # must be exactly those of forward_with_cache, which training uses.
+    # network_fast.predict (no caches, in-place tanh, a shared transform of
+    # the blurry image); in float64 the numbers must be exactly those of
+    # forward_with_cache, which training uses.
     net = build_network(7, rng=rng, kernel_sizes=(5, 7), filter_sizes=(3, 5),
                         n_filters=4, n_hidden=4)
     image = rng.random((2, 33, 29))
-    lean = net.forward(image)
+    lean = predict(net, image)
     full, _ = net.forward_with_cache(image)
     for lean_scale, full_scale in zip(lean.stage_kernels, full.stage_kernels):
         for a, b in zip(lean_scale, full_scale):
@@ -192,9 +194,26 @@ def test_float32_inference_matches_float64(rng):
     net = build_network(5, rng=rng, filter_sizes=(3,), n_filters=4, n_hidden=4)
     image = rng.random((40, 36))
     k64 = net.forward(image).kernel
-    out32 = net.astype(np.float32).forward(image.astype(np.float32))
-    assert out32.kernel.dtype == np.float32
-    assert np.abs(out32.kernel - k64).max() <= 1e-4
+    for run in (reference_forward, predict):
+        out32 = run(net.astype(np.float32), image.astype(np.float32))
+        assert out32.kernel.dtype == np.float32
+        assert np.abs(out32.kernel - k64).max() <= 1e-4
+
+
+def reference_forward(net, image, **options):
+    return net.forward(image, **options)
+
+
+@pytest.mark.parametrize("options", [dict(n_stages=1), dict(n_stages=2, n_scales=1),
+                                     dict(n_scales=1), {}])
+def test_inference_path_takes_the_options_of_forward(rng, options):
+    net = build_network(7, rng=rng, kernel_sizes=(5, 7), filter_sizes=(3, 5),
+                        n_filters=4, n_hidden=4, n_stages=2, n_pairs=(2, 2))
+    image = rng.random((33, 29))
+    lean, full = predict(net, image, **options), net.forward(image, **options)
+    assert len(lean.stage_kernels) == len(full.stage_kernels)
+    np.testing.assert_array_equal(lean.kernel, full.kernel)
+    np.testing.assert_array_equal(lean.latent, full.latent)
 
 
 @pytest.mark.parametrize("kernel_size, scales", [(17, (17,)), (25, (17, 25)),

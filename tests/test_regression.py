@@ -17,9 +17,11 @@ from make_regression_data import DATA, fixed_input  # noqa: E402
 
 from refdeblur import DeblurWarning, estimate_kernel  # noqa: E402
 from refdeblur.inference import network_kernels  # noqa: E402
-from refdeblur.kernel_refinement import refine_coarse_to_fine, refine_kernel  # noqa: E402
-from refdeblur.models import load_shipped_model  # noqa: E402
-from refdeblur.models import SHIPPED_KERNEL_SIZES, model_sha256, shipped_model_path  # noqa: E402
+from refdeblur.network_fast import predict  # noqa: E402
+from refdeblur._engine import HAVE_NUMBA  # noqa: E402
+from refdeblur.inference.refinement import refine_coarse_to_fine, refine_kernel  # noqa: E402
+from refdeblur.models import (SHIPPED_KERNEL_SIZES, load_shipped_model,  # noqa: E402
+                              model_sha256, shipped_model_path)
 
 
 @pytest.mark.parametrize("size", SHIPPED_KERNEL_SIZES)
@@ -40,7 +42,7 @@ def test_shipped_model_reproduces_its_stored_kernel(size):
     np.testing.assert_allclose(network_kernel, stored[f"k{size}_network"],
                                rtol=1e-4, atol=1e-6)
     net = load_shipped_model(size)
-    scale_kernels = network_kernels(net.forward(image.astype(net.dtype)))
+    scale_kernels = network_kernels(predict(net, image.astype(net.dtype)))
     stored_scales = [stored[f"k{size}_scale{j}"] for j in range(len(scale_kernels))]
     for now, then in zip(scale_kernels, stored_scales):
         np.testing.assert_allclose(now, then, rtol=1e-4, atol=1e-6)
@@ -50,8 +52,11 @@ def test_shipped_model_reproduces_its_stored_kernel(size):
     # default estimate must be exactly the network's kernels, refined coarse
     # to fine (a single scale: refine_kernel).
     sizes = net.architecture.kernel_sizes
+    # Without numba the deconvolution inside the refinement runs its NumPy
+    # formulation, which rounds differently (observed 3.8e-6 relative).
     np.testing.assert_allclose(refine_coarse_to_fine(image, stored_scales[0], sizes),
-                               stored[f"k{size}"], rtol=1e-6, atol=1e-9)
+                               stored[f"k{size}"], rtol=1e-6 if HAVE_NUMBA else 1e-5,
+                               atol=1e-9)
     np.testing.assert_array_equal(kernel, refine_coarse_to_fine(image, scale_kernels[0],
                                                                 sizes))
     with warnings.catch_warnings():

@@ -14,9 +14,11 @@ import skimage.io
 
 from refdeblur import load_model
 from refdeblur.model_io import read_model_file
-from refdeblur.training import (Adadelta, Adam, OutlierFilter, Phase,
-                                make_optimizer, optimizer_settings, phase_at,
-                                stagewise_schedule)
+from refdeblur.training import TrainingResult, default_config, train
+from refdeblur.training.config import training_command
+from refdeblur.training.optim import Adadelta, Adam, make_optimizer, optimizer_settings
+from refdeblur.training.schedule import Phase, phase_at, stagewise_schedule
+from refdeblur.training.step import OutlierFilter
 
 
 def test_adadelta_matches_hand_computed_steps():
@@ -87,7 +89,7 @@ def test_adam_counts_steps_per_parameter_and_round_trips():
 
 def test_make_optimizer_reads_the_config():
     assert isinstance(make_optimizer({"learning_rate": 0.3, "decay": 0.95, "eps": 1e-6}),
-                      Adadelta)                     # runs made before Adam existed
+                      Adadelta)                     # settings without a name
     adam = make_optimizer({"name": "adam", "learning_rate": 3e-4})
     assert isinstance(adam, Adam) and adam.learning_rate == 3e-4
     with pytest.raises(ValueError, match="unknown optimizer"):
@@ -175,7 +177,6 @@ def test_resume_is_bit_identical(image_folder, tmp_path):
 
 
 def test_resume_is_bit_identical_with_adam(image_folder, tmp_path):
-    from refdeblur.cli import training_command
     straight = _train(image_folder, tmp_path / "straight", 10, "--optimizer", "adam")
     assert straight.returncode == 0, straight.stderr
     first = _train(image_folder, tmp_path / "split", 5, "--optimizer", "adam")
@@ -259,7 +260,6 @@ def test_plot_training(image_folder, tmp_path):
 
 
 def test_architecture_flags_reach_the_model_and_the_recipe(image_folder, tmp_path):
-    from refdeblur.cli import training_command
     run = _train(image_folder, tmp_path / "flags", 1, "--zero-mean-filters",
                  "--beta-k", "0.5")
     assert run.returncode == 0, run.stderr
@@ -268,3 +268,54 @@ def test_architecture_flags_reach_the_model_and_the_recipe(image_folder, tmp_pat
     config = json.loads((tmp_path / "flags" / "config.json").read_text())
     command = training_command(config)
     assert "--zero-mean-filters" in command and "--beta-k 0.5" in command
+
+
+def _tiny_config(image_folder):
+    return default_config(7, seed=3, batch_size=2, crop_size=32, stage_steps=4,
+                          frozen_steps=2, validate_every=3, validation_images=2,
+                          architecture={"filter_sizes": [5], "n_filters": 4},
+                          images=str(image_folder))
+
+
+def test_library_train_stops_on_sigterm_and_resumes(image_folder, tmp_path):
+    run = tmp_path / "run"
+    handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    seen = []
+
+    def progress(step, loss, validation_error):
+        seen.append(step)
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)    # a graceful stop, not death
+
+    config = _tiny_config(image_folder)
+    result = train(config, out_dir=run, steps=5, progress=progress)
+    assert isinstance(result, TrainingResult)
+    assert result.stopped and result.step == 2 and seen == [1, 2]
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == handlers
+    assert json.loads((run / "config.json").read_text()) == config
+    _, header, _ = read_model_file(result.checkpoint)
+    assert header["metadata"]["training_state"]["step"] == 2
+    resumed = train(None, out_dir=run, steps=3, resume=True)
+    assert not resumed.stopped and resumed.step == 3
+    assert resumed.validation_error > 0
+
+
+def test_library_train_refuses_bad_requests(image_folder, tmp_path):
+    config = _tiny_config(image_folder)
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        train(None, out_dir=tmp_path / "absent", steps=1, resume=True)
+    with pytest.raises(ValueError, match="needs a config"):
+        train(None, out_dir=tmp_path / "run", steps=1)
+    with pytest.raises(ValueError, match="steps must be at least 1"):
+        train(config, out_dir=tmp_path / "run", steps=0)
+    lonely = tmp_path / "one_image"
+    lonely.mkdir()
+    skimage.io.imsave(lonely / "camera.png", skimage.data.camera(), check_contrast=False)
+    with pytest.raises(ValueError, match="at least two images"):
+        train(dict(config, images=str(lonely)), out_dir=tmp_path / "run", steps=1)
+    assert not (tmp_path / "run").exists()          # nothing written for a failed start
+    assert train(config, out_dir=tmp_path / "run", steps=1).step == 1
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        train(config, out_dir=tmp_path / "run", steps=1)
+    with pytest.raises(ValueError, match="own config.json"):
+        train(config, out_dir=tmp_path / "run", steps=2, resume=True)

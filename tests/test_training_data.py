@@ -1,4 +1,4 @@
-"""Tests of training-pair generation (refdeblur.training_data) and image_io."""
+"""Tests of training-pair generation (refdeblur.training.data) and image_io."""
 
 import imageio.v3 as iio
 import numpy as np
@@ -8,7 +8,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy.signal import convolve2d
 
 from refdeblur.image_io import RGB_TO_GRAY_WEIGHTS, find_images, read_image, rgb_to_gray
-from refdeblur.training_data import (
+from refdeblur.training.data import (
     TrainingBatch,
     blur_valid,
     gradient_fractions,
@@ -18,6 +18,7 @@ from refdeblur.training_data import (
     make_batch,
     make_pair,
     validation_set,
+    validation_split,
 )
 
 
@@ -118,7 +119,7 @@ def test_flat_rule_boundary_and_either_direction():
     assert not is_flat(steps_image(3, 3), **rule), "exactly 6 % must be accepted"
     assert is_flat(steps_image(2, 30), **rule), "4 % in x must be rejected"
     assert is_flat(steps_image(30, 2), **rule), "4 % in y must be rejected"
-    # Stripes: all gradients in one direction (the 'or' reading of spec O5).
+    # Stripes: all gradients in one direction (the 'or' reading, camera_shake.md G16).
     assert is_flat(steps_image(50, 0), **rule)
 
 
@@ -277,3 +278,15 @@ def test_find_images_and_loading(tmp_path):
     with pytest.raises(ValueError, match="no usable images"), \
             pytest.warns(UserWarning):
         load_image_folder(tmp_path, min_size=1000)
+
+
+def test_validation_split_holds_out_every_kth_image():
+    paths = [f"{i:02d}.png" for i in range(10)]
+    train, validation = validation_split(paths, 3)
+    assert validation == ["00.png", "03.png", "06.png"]
+    assert train == [p for p in paths if p not in validation]
+    # at least one and at most half of the images are held out
+    assert len(validation_split(paths, 0)[1]) == 1
+    assert len(validation_split(paths, 100)[1]) == 5
+    with pytest.raises(ValueError, match="at least two images"):
+        validation_split(paths[:1], 1)

@@ -10,12 +10,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _fft
-
-try:
-    from .. import _spectral_numba
-except ImportError:  # numba is not installed: NumPy does (Q2)-(Q3)
-    _spectral_numba = None
+from .._engine import HAVE_NUMBA, spectral, warn_without_numba
+from .._engine import fft as _fft
 
 # Below this many frequencies NumPy's passes are as fast as the kernel.
 _KERNEL_MIN_SIZE = 1 << 16
@@ -23,12 +19,11 @@ _KERNEL_MIN_SIZE = 1 << 16
 
 def _use_spectral_kernel(spectrum_a, beta):
     """Whether (Q2)-(Q3) go to the one-pass Numba kernel."""
-    if _spectral_numba is None or np.ndim(beta) != 0:
+    if np.ndim(beta) != 0 or spectrum_a[:, 0].size < _KERNEL_MIN_SIZE:
         return False
-    if spectrum_a[:, 0].size < _KERNEL_MIN_SIZE:
-        return False
-    import numba
-    return not numba.config.DISABLE_JIT
+    if not HAVE_NUMBA:
+        warn_without_numba()
+    return HAVE_NUMBA
 
 
 class QuotientCache(NamedTuple):
@@ -61,7 +56,7 @@ def quotient_forward(a, b, beta, *, spectrum_b=None):
     if spectrum_b is None:
         spectrum_b = _fft.rfft2(b)
     if _use_spectral_kernel(spectrum_a, beta):
-        quotient, denominator = _spectral_numba.combine_spectra(
+        quotient, denominator = spectral.combine_spectra(
             spectrum_a, spectrum_b, beta)                        # (Q2)-(Q3)
     else:
         power = spectrum_a.real ** 2 + spectrum_a.imag ** 2

@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _fft
+from .._engine import fft as _fft
 
 
 def _circular_indices(kernel_shape, grid_shape):

@@ -85,8 +85,8 @@ class EdgeTaper:
     Barthann window such that they smoothly fade to zero", to reduce the
     artefacts of the circular boundary assumption of the Fourier quotient.
     The window is 1 in the interior and falls to 0 over ``width`` pixels at
-    each border (method-spec O10: a flat top beat a full-size window in a
-    proxy experiment).
+    each border: a flat top beat a full-size window in a proxy experiment
+    (derivations/edge_taper.md, "Choice of shape").
 
     Parameters
     ----------

@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _fft
+from .._engine import fft as _fft
 from ._quotient import quotient_backward, quotient_forward
 from .crop_pad import (grid_to_kernel, kernel_to_grid, padded_fast_shape,
                        replicate_pad, replicate_pad_adjoint)
@@ -41,10 +41,12 @@ class ImageQuotient:
     image border ring, so ``y`` is first extended by replicating its border
     pixels (at least ``pad`` px per side, more to reach a fast FFT size) and
     the extension is faded to zero with the Barthann ramp; the solution is
-    cropped back to ``H x W`` (method-spec O11).
+    cropped back to ``H x W`` (derivations/image_quotient.md, "Boundary
+    handling").
 
     ``beta_x = exp(log_beta)`` is learned; the log keeps it positive and lets
-    it move over orders of magnitude (method-spec O9).
+    it move over orders of magnitude (derivations/image_quotient.md,
+    "Parametrisation of β_x").
 
     Parameters
     ----------

@@ -7,8 +7,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _fft
-from .._threads import for_each
+from .._engine import fft as _fft
+from .._engine.threads import for_each
 from ._quotient import quotient_backward, quotient_forward
 from .crop_pad import grid_to_kernel, kernel_to_grid
 from .edge_taper import taper_window
@@ -26,7 +26,7 @@ class KernelQuotientCache(NamedTuple):
 class KernelQuotient:
     """Estimate the blur kernel from feature pairs by a Fourier quotient.
 
-    Forward (paper §3.1.2, Eq. 4; method-spec §2.7 and O6, O10):
+    Forward (paper §3.1.2, Eq. 4; derivations/kernel_quotient.md §1):
 
     1. taper every sharp-like and blurry-like feature map with a flat-top
        Barthann window (K1);
@@ -44,14 +44,14 @@ class KernelQuotient:
         Odd kernel side ``m``.
     taper_width : int, optional
         Ramp of the Barthann taper in pixels; defaults to ``kernel_size``
-        (method-spec O10). 0 disables the taper.
+        (derivations/edge_taper.md, "Choice of shape"). 0 disables the taper.
     beta : float, optional
         ``beta_k`` of Eq. 4; the paper's ``1e-4`` "for numerical stability
         only" (meaning under our FFT convention: derivations/README.md).
     normalize : bool, optional
         Divide the thresholded kernel by its sum (plus ``eps``). The paper
-        only thresholds; we normalise (method-spec O6, see the derivation for
-        the reasons).
+        only thresholds; we normalise (derivations/kernel_quotient.md,
+        "Normalisation", gives the reasons).
     eps : float, optional
         Keeps the normalisation finite for an all-zero kernel.
     pad_to_fast_size : bool, optional

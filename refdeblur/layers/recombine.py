@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._threads import for_each
+from .._engine.threads import for_each
 
 
 class RecombineCache(NamedTuple):
@@ -79,7 +79,13 @@ class Recombine:
                              f"got {x.shape}")
         n_batch, _, height, width = x.shape
         flat = x.reshape(n_batch, self.in_channels, height * width)
-        out = _matmul_each(weight, flat)  # (N, C_out, HW)   (R1)
+        out = np.empty((n_batch, self.out_channels, height * width),
+                       dtype=np.result_type(weight, x))
+        # One 2-D product per image, the images over the cores: a broadcast
+        # np.matmul over the batch ran 2.6 times slower, and a whole image
+        # per task makes the result independent of the number of cores.
+        for_each(lambda n: np.matmul(weight, flat[n], out=out[n]), n_batch,
+                 flat[0].size)                                       # (R1)
         if self.bias:
             out += params["bias"][:, None]
         out = out.reshape(n_batch, self.out_channels, height, width)
@@ -103,7 +109,9 @@ class Recombine:
         n_batch, _, height, width = x.shape
         dout_flat = dout.reshape(n_batch, self.out_channels, height * width)
         x_flat = x.reshape(n_batch, self.in_channels, height * width)
-        dx = _matmul_each(weight.T, dout_flat)  # (N, C_in, HW)   (R2)
+        dx = np.empty(x_flat.shape, dtype=np.result_type(weight, dout))
+        for_each(lambda n: np.matmul(weight.T, dout_flat[n], out=dx[n]), n_batch,
+                 dout_flat[0].size)                                  # (R2)
         # sum over batch and pixels of dout x^T, as one (C_out, N·HW) product
         dweight = np.matmul(
             dout_flat.transpose(1, 0, 2).reshape(self.out_channels, -1),
@@ -113,18 +121,3 @@ class Recombine:
             grads["bias"] = dout_flat.sum(axis=(0, 2))  # (R4)
         return dx.reshape(x.shape), grads
 
-
-def _matmul_each(matrix, stack):
-    """``matrix @ stack[n]`` for every n, each as one 2-D BLAS product.
-
-    ``np.matmul(matrix, stack)`` broadcasts the matrix over the batch and
-    then ran 2.6x slower than 2-D products on a (32, 32) x (32, 10^6) case.
-    """
-    out = np.empty((stack.shape[0], matrix.shape[0], stack.shape[2]),
-                   dtype=np.result_type(matrix, stack))
-    # One image per task over the cores (BLAS runs single-threaded here):
-    # every product is the same 2-D call as in a plain loop, so the result
-    # does not depend on the number of cores.
-    for_each(lambda n: np.matmul(matrix, stack[n], out=out[n]), stack.shape[0],
-             stack[0].size)
-    return out

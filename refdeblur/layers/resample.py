@@ -258,7 +258,7 @@ class Resample:
     """Fixed-size MATLAB-``imresize`` resampling as a layer (no parameters).
 
     Downsamples the blurry image for a coarser scale and upsamples the
-    coarse latent estimate to the next scale (method spec §1.3, O4). The
+    coarse latent estimate to the next scale (derivations/resample.md). The
     row and column matrices are built once here; they are configuration,
     not state.
 

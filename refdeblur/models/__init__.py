@@ -8,12 +8,15 @@ validation numbers. ``README.md`` summarises them.
 
 import functools
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
 
+from .. import model_io
+
 __all__ = ["SHIPPED_KERNEL_SIZES", "shipped_model_path", "load_shipped_model",
-           "model_sha256"]
+           "load_model", "model_sha256"]
 
 #: Kernel sizes with a shipped network (1, 2 and 3 scales).
 SHIPPED_KERNEL_SIZES = (17, 25, 33)
@@ -46,8 +49,7 @@ def shipped_model_path(kernel_size):
 
 @functools.lru_cache(maxsize=8)
 def _load(path, dtype_name):
-    from ..model_io import load_model
-    return load_model(path).astype(np.dtype(dtype_name))
+    return model_io.load_model(path).astype(np.dtype(dtype_name))
 
 
 def load_shipped_model(kernel_size, *, dtype=np.float32):
@@ -57,6 +59,44 @@ def load_shipped_model(kernel_size, *, dtype=np.float32):
     read-only (copy it with ``Network.astype`` before training it).
     """
     return _load(shipped_model_path(kernel_size), np.dtype(dtype).name)
+
+
+def load_model(model):
+    """Load a model file, or a shipped network by its kernel size.
+
+    This is :func:`refdeblur.load_model`.
+
+    Parameters
+    ----------
+    model : str, path-like or int
+        A model file (:func:`refdeblur.model_io.load_model`), or the kernel
+        size of a shipped network: ``17``, ``25``, ``33`` (or ``"k17"``,
+        ...) when no file of that name exists.
+
+    Returns
+    -------
+    Network
+        Parameters in the type they were stored in (shipped models are
+        float32; cast with :meth:`Network.astype`). Unlike
+        :func:`load_shipped_model`, every call reads the file and returns a
+        network of its own.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        See :func:`refdeblur.model_io.read_model_file`.
+
+    Examples
+    --------
+    >>> from refdeblur.models import load_model
+    >>> load_model(17).kernel_size
+    17
+    """
+    if not isinstance(model, os.PathLike) and not Path(str(model)).exists():
+        name = str(model).lower().removeprefix("k")
+        if name in {str(size) for size in SHIPPED_KERNEL_SIZES}:
+            model = shipped_model_path(int(name))
+    return model_io.load_model(model)
 
 
 def model_sha256(path):

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from refdeblur import _conv_numba, gradcheck
-from refdeblur.layers import conv2d
+from refdeblur import _engine as engine
+from refdeblur import gradcheck
+from refdeblur._engine import conv as conv_kernels
+from refdeblur._engine import conv_backends
 from refdeblur.layers.conv2d import Conv2D
 
 TOL = 1e-6
@@ -153,10 +155,10 @@ def test_numba_forward_matches_scipy_correlate(rng, n_batch, in_channels,
     weight = rng.standard_normal((out_channels, in_channels, f, f))
     bias = rng.standard_normal(out_channels)
     expected = _oracle_forward(x, weight, bias)
-    np.testing.assert_allclose(_conv_numba.correlate(x, weight, bias), expected,
+    np.testing.assert_allclose(conv_kernels.correlate(x, weight, bias), expected,
                                rtol=1e-12, atol=1e-12)
     # and channel by channel against correlate2d, the 2-D oracle
-    out = _conv_numba.correlate(x, weight)
+    out = conv_kernels.correlate(x, weight)
     for n in range(n_batch):
         for o in range(out_channels):
             planes = sum(signal.correlate2d(x[n, c], weight[o, c], mode="valid")
@@ -171,7 +173,7 @@ def test_numba_input_gradient_matches_full_convolution(
     weight = rng.standard_normal((out_channels, in_channels, f, f))
     dout = rng.standard_normal((n_batch, out_channels, height - f + 1,
                                 width - f + 1))
-    np.testing.assert_allclose(_conv_numba.input_gradient(dout, weight),
+    np.testing.assert_allclose(conv_kernels.input_gradient(dout, weight),
                                _oracle_input_gradient(dout, weight),
                                rtol=1e-12, atol=1e-12)
 
@@ -185,7 +187,7 @@ def test_numba_weight_gradient_matches_direct_sum(
     x = rng.standard_normal((n_batch, in_channels, height, width))
     dout = rng.standard_normal((n_batch, out_channels, height - f + 1,
                                 width - f + 1))
-    np.testing.assert_allclose(_conv_numba.weight_gradient(x, dout, f),
+    np.testing.assert_allclose(conv_kernels.weight_gradient(x, dout, f),
                                _oracle_weight_gradient(x, dout),
                                rtol=1e-12, atol=1e-12)
 
@@ -199,13 +201,13 @@ def test_im2col_fallback_matches_oracles(rng, n_batch, in_channels, out_channels
     bias = rng.standard_normal(out_channels)
     dout = rng.standard_normal((n_batch, out_channels, height - f + 1,
                                 width - f + 1))
-    np.testing.assert_allclose(conv2d.im2col_correlate(x, weight, bias),
+    np.testing.assert_allclose(conv_backends.im2col_correlate(x, weight, bias),
                                _oracle_forward(x, weight, bias),
                                rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(conv2d.im2col_input_gradient(dout, weight),
+    np.testing.assert_allclose(conv_backends.im2col_input_gradient(dout, weight),
                                _oracle_input_gradient(dout, weight),
                                rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(conv2d.im2col_weight_gradient(x, dout, f),
+    np.testing.assert_allclose(conv_backends.im2col_weight_gradient(x, dout, f),
                                _oracle_weight_gradient(x, dout),
                                rtol=1e-12, atol=1e-12)
 
@@ -232,21 +234,21 @@ def test_fft_path_matches_direct_path(rng, bias):
 
 def test_fft_path_with_small_channel_blocks(rng, monkeypatch):
     # a tiny BLOCK_BYTES forces one output channel per block, as at 2048²
-    monkeypatch.setattr(conv2d, "FFT_BLOCK_BYTES", 1)
-    monkeypatch.setattr(conv2d, "BLOCK_BYTES", 1)
+    monkeypatch.setattr(conv_backends, "FFT_BLOCK_BYTES", 1)
+    monkeypatch.setattr(conv_backends, "BLOCK_BYTES", 1)
     x = rng.standard_normal((2, 2, 8, 9))
     weight = rng.standard_normal((3, 2, 3, 3))
     dout = rng.standard_normal((2, 3, 6, 7))
-    np.testing.assert_allclose(conv2d.fft_correlate(x, weight),
+    np.testing.assert_allclose(conv_backends.fft_correlate(x, weight),
                                _oracle_forward(x, weight, np.zeros(3)),
                                rtol=1e-11, atol=1e-12)
-    dx, dweight = conv2d.fft_backward(x, weight, dout)
+    dx, dweight = conv_backends.fft_backward(x, weight, dout)
     np.testing.assert_allclose(dx, _oracle_input_gradient(dout, weight),
                                rtol=1e-11, atol=1e-12)
     np.testing.assert_allclose(dweight, _oracle_weight_gradient(x, dout),
                                rtol=1e-11, atol=1e-12)
-    np.testing.assert_allclose(conv2d.im2col_correlate(x, weight),
-                               conv2d.fft_correlate(x, weight),
+    np.testing.assert_allclose(conv_backends.im2col_correlate(x, weight),
+                               conv_backends.fft_correlate(x, weight),
                                rtol=1e-11, atol=1e-12)
 
 
@@ -291,6 +293,7 @@ def test_direct_path_is_deterministic(rng):
     np.testing.assert_array_equal(first[1]["weight"], second[1]["weight"])
 
 
+@pytest.mark.requires_numba
 def test_direct_falls_back_to_im2col_without_numba(rng, monkeypatch):
     layer = Conv2D(2, 3, 3, method="direct")
     params = _random_params(layer, rng)
@@ -298,21 +301,23 @@ def test_direct_falls_back_to_im2col_without_numba(rng, monkeypatch):
     out, cache = layer.forward(x, params)
     dout = rng.standard_normal(out.shape)
     dx, grads = layer.backward(dout, cache)
-    monkeypatch.setattr(conv2d, "_conv_numba", None)
-    monkeypatch.setattr(conv2d, "_numba_warning_issued", False)
-    with pytest.warns(RuntimeWarning, match="numba is not available"):
+    monkeypatch.setattr(conv_backends, "HAVE_NUMBA", False)
+    monkeypatch.setattr(engine, "HAVE_NUMBA", False)
+    monkeypatch.setattr(engine, "_warned", False)
+    with pytest.warns(RuntimeWarning, match=engine.NUMBA_WARNING):
         out_fallback, cache_fallback = layer.forward(x, params)
     dx_fallback, grads_fallback = layer.backward(dout, cache_fallback)
     np.testing.assert_allclose(out_fallback, out, rtol=1e-12, atol=1e-13)
     np.testing.assert_allclose(dx_fallback, dx, rtol=1e-12, atol=1e-13)
     np.testing.assert_allclose(grads_fallback["weight"], grads["weight"],
                                rtol=1e-12, atol=1e-13)
-    assert conv2d.choose_method("forward", x.shape, 3, 3, np.float64) == "fft"
+    assert conv_backends.choose_method("forward", x.shape, 3, 3, np.float64) == "fft"
 
 
+@pytest.mark.requires_numba
 def test_auto_picks_direct_for_small_and_fft_for_large_filters():
-    small = conv2d.choose_method("forward", (1, 2, 128, 128), 32, 3, np.float64)
-    large = conv2d.choose_method("forward", (1, 2, 800, 800), 32, 33, np.float64)
+    small = conv_backends.choose_method("forward", (1, 2, 128, 128), 32, 3, np.float64)
+    large = conv_backends.choose_method("forward", (1, 2, 800, 800), 32, 33, np.float64)
     assert (small, large) == ("direct", "fft")
 
 

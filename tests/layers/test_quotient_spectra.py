@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from refdeblur._spectral_numba import combine_spectra
+from refdeblur._engine.spectral import combine_spectra
 from refdeblur.layers import _quotient
 
 
@@ -32,6 +32,7 @@ def test_combine_spectra_rejects_mismatched_spectra():
         combine_spectra(np.zeros((1, 2, 3, 3), np.complex64), np.zeros((1, 2, 3, 3), np.complex128), 1.0)
 
 
+@pytest.mark.requires_numba
 def test_quotient_forward_is_the_same_on_both_paths(rng, monkeypatch):
     # Large spectra go to the kernel; force both paths on one input.
     a = rng.standard_normal((1, 2, 40, 40))

@@ -1,0 +1,130 @@
+"""``refdeblur bench levin``: the Levin et al. 2009 benchmark from the command line.
+
+The arguments go to :func:`refdeblur.evaluation.levin.run_levin`, which scores
+the cases and writes ``cases.csv``, ``summary.md``, ``summary.json`` and
+``error_ratio_cdf.png``; the summary table is printed.
+"""
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from ..evaluation.levin import BenchError, run_levin
+from .errors import fail
+
+__all__ = ["add_bench_parser", "main_levin"]
+
+BENCH_EXAMPLES = """\
+examples:
+  refdeblur bench levin --data ~/data/levin2009
+  refdeblur bench levin --data ~/data/levin2009 --kernel-size 25 --out results/
+  refdeblur bench levin --data ~/data/levin2009 --cases im01_ker01,im02_ker05
+"""
+
+LEVIN_DESCRIPTION = (
+    "Estimate the kernel of the 32 cases of Levin et al. (CVPR 2009), "
+    "deconvolve with it, with the true kernel and with a delta kernel, and "
+    "score with Levin's protocol (PSNR, SSIM, error ratio up to shift). "
+    "Writes cases.csv, summary.md, summary.json and error_ratio_cdf.png.")
+
+
+def _kernel_size_argument(text):
+    if text == "auto":
+        return text
+    if text in ("17", "25", "33"):
+        return int(text)
+    raise argparse.ArgumentTypeError(f"invalid choice {text!r} (choose auto, 17, 25 or 33)")
+
+
+def _add_levin_arguments(parser):
+    parser.add_argument("--data", type=Path, required=True, metavar="DIR",
+                        help="the Levin et al. 2009 data folder (with index.csv, "
+                             "x/, y/, kernels/)")
+    parser.add_argument("--out", type=Path, metavar="OUT_DIR",
+                        help="output folder (default benchmarks/results/"
+                             "levin-<commit> inside the git checkout, else "
+                             "./levin-results)")
+    parser.add_argument("--kernel-size", type=_kernel_size_argument, default="auto",
+                        metavar="{auto,17,25,33}",
+                        help="network window: auto (default) = per case the "
+                             "smallest shipped size >= the true kernel size, "
+                             "else the largest shipped; or one size for all")
+    parser.add_argument("--model", type=Path, metavar="FILE",
+                        help="model file to use for every case instead of the "
+                             "shipped networks")
+    parser.add_argument("--cases", metavar="NAMES",
+                        help="comma-separated case names (e.g. "
+                             "im01_ker01,im02_ker05); default all 32")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace result files already in the output folder")
+
+
+def _run_from_args(args, command_line):
+    cases = None
+    if args.cases is not None:
+        cases = [name.strip() for name in args.cases.split(",") if name.strip()]
+        if not cases:
+            raise BenchError("--cases is empty")
+    result = run_levin(args.data, args.out, kernel_size=args.kernel_size,
+                       model_path=args.model, cases=cases, overwrite=args.overwrite,
+                       command_line=command_line, progress=True)
+    print(result["summary_table"])
+    print(f"\nresults in {result['out_dir']} "
+          f"({result['info']['wall_seconds']:.1f} s)")
+    return 0
+
+
+def add_bench_parser(subparsers, user_error):
+    """Register ``refdeblur bench levin``.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        The ``refdeblur`` command's subparsers.
+    user_error : type
+        The CLI's one-line error type; a
+        :class:`~refdeblur.evaluation.levin.BenchError` is re-raised as it.
+    """
+    bench = subparsers.add_parser(
+        "bench", help="run a benchmark",
+        description="Benchmarks of the shipped networks on public data sets.")
+    benchmarks = bench.add_subparsers(dest="benchmark", required=True)
+    levin = benchmarks.add_parser(
+        "levin", help="Levin et al. 2009: 32 real camera-shake cases",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=BENCH_EXAMPLES,
+        description=LEVIN_DESCRIPTION)
+    _add_levin_arguments(levin)
+
+    def handler(args):
+        try:
+            return _run_from_args(args, shlex.join(["refdeblur", *sys.argv[1:]]))
+        except BenchError as error:
+            raise user_error(str(error)) from None
+
+    levin.set_defaults(handler=handler)
+
+
+def main_levin(argv=None):
+    """``refdeblur bench levin`` as a function; returns the exit status.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments after ``bench levin`` (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0 on success, 2 after a one-line error on stderr.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="refdeblur bench levin",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=BENCH_EXAMPLES)
+    _add_levin_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return _run_from_args(args, shlex.join(["refdeblur", "bench", "levin", *argv]))
+    except BenchError as error:
+        return fail(str(error))

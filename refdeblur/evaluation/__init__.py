@@ -1,0 +1,12 @@
+"""Benchmarks of the shipped networks on public data sets.
+
+:mod:`refdeblur.evaluation.levin` runs and scores the Levin et al. 2009
+benchmark (``refdeblur bench levin``); :mod:`refdeblur.evaluation.reporting`
+writes its tables, plot and files.
+"""
+
+from .levin import (CSV_COLUMNS, METHODS, OUTPUT_FILES, BenchError,
+                    choose_kernel_size, run_levin, summarise)
+
+__all__ = ["BenchError", "CSV_COLUMNS", "METHODS", "OUTPUT_FILES",
+           "choose_kernel_size", "run_levin", "summarise"]

@@ -1,0 +1,667 @@
+"""The Levin et al. (CVPR 2009) blind-deblurring benchmark: data, protocol, scores.
+
+Runs the shipped kernel-estimation networks on the 32 real camera-shake
+cases of Levin, Weiss, Durand and Freeman ("Understanding and evaluating
+blind deconvolution algorithms", CVPR 2009) and scores them with their
+protocol (:mod:`refdeblur.metrics`). Every case is deconvolved with the
+*same* non-blind deconvolution, once per kernel:
+
+* ``refdeblur``: the kernel estimated by the network;
+* ``network_only``: the network's kernel without refinement;
+* ``true_kernel``: the ground-truth kernel (upper bound; error ratio 1);
+* ``no_deblurring``: a delta kernel, i.e. the blurry image only denoised
+  by the deconvolution's prior (lower bound).
+
+A last row, ``blurry_input``, scores the blurry image ``y`` as it is (no
+processing at all), the number usually quoted as "no deblurring" in papers.
+
+The data set is not part of the package; :func:`run_levin` takes the folder
+holding ``index.csv``, ``x/``, ``y/`` and ``kernels/``. The protocol choices
+are described in ``derivations/bench_levin.md``; the tables, the plot and the
+files written are made by :mod:`refdeblur.evaluation.reporting`.
+"""
+
+import csv
+import datetime
+import math
+import shlex
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..deconvolution import deconvolve
+from ..image_io import read_image
+from ..inference import DeblurWarning, estimate_kernel
+from ..kernels import delta_kernel
+from ..metrics import (kernel_error_up_to_shift, psnr_up_to_shift,
+                       ssd_up_to_shift, ssim_up_to_shift)
+from ..model_io import load_model
+from ..models import (SHIPPED_KERNEL_SIZES, load_shipped_model, model_sha256,
+                      shipped_model_path)
+from .reporting import (OUTPUT_FILES, default_out_dir, machine_info,
+                        provenance, report_files, summary_table, write_files)
+
+__all__ = ["BenchError", "run_levin", "choose_kernel_size", "summarise",
+           "method_labels", "read_index", "select_cases", "load_case",
+           "available_shipped_sizes", "deconvolve_for_benchmark",
+           "image_scores", "METHODS", "CSV_COLUMNS", "OUTPUT_FILES"]
+
+#: Rows scored for every case, in table order: key -> description.
+METHODS = {
+    "refdeblur": "refdeblur",            # the label gets the model name added
+    "network_only": "network's kernel, not refined (refine=False)",
+    "true_kernel": "true kernel",
+    "no_deblurring": "no deblurring (delta kernel)",
+    "blurry_input": "blurry input y (unprocessed)",
+}
+
+#: The methods whose kernel the network estimates.
+ESTIMATES = ("refdeblur", "network_only")
+
+#: Columns of ``cases.csv`` (one row per case and method).
+CSV_COLUMNS = ("case", "image", "kernel", "true_kernel_size", "method",
+               "model", "model_kernel_size", "kernel_error", "psnr_db",
+               "ssim", "ssd", "error_ratio", "seconds", "warnings")
+
+#: The non-blind deconvolution used for every row (refdeblur's default).
+DECONVOLUTION = {"method": "hyper_laplacian", "noise_std": None, "clip": True,
+                 "dtype": "float64"}
+
+#: Levin et al.'s scoring (crop, shift search), as in :mod:`refdeblur.metrics`.
+PROTOCOL = {"crop": 15, "max_shift": 5.0, "step": 0.25, "data_range": 1.0}
+
+KERNEL_SIZE_RULE = (
+    "auto: per case, the smallest shipped network whose window is at least "
+    "the true kernel size; if none is large enough, the largest shipped one")
+
+# Error-ratio thresholds reported by Levin et al. (share of cases at or below).
+ER_THRESHOLDS = (2.0, 3.0)
+
+# Columns of index.csv that the benchmark reads.
+INDEX_COLUMNS = {"file", "image", "kernel", "kernel_size", "x_png", "y_png",
+                 "kernel_conv_npy"}
+
+
+class BenchError(ValueError):
+    """A problem with the benchmark's input or output folder (one line)."""
+
+
+# ---------------------------------------------------------------------------
+# the data set
+
+def read_index(data_dir):
+    """Cases of the data folder's ``index.csv``.
+
+    Parameters
+    ----------
+    data_dir : path-like
+        The Levin et al. 2009 data folder.
+
+    Returns
+    -------
+    list of dict
+        One dict per case with (at least) the columns ``file``, ``image``,
+        ``kernel``, ``kernel_size``, ``x_png``, ``y_png`` and
+        ``kernel_conv_npy``, in file order.
+
+    Raises
+    ------
+    BenchError
+        The folder or its ``index.csv`` is missing, unreadable, lacks a
+        column or lists no case.
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise BenchError(f"Levin data folder not found: {data_dir}")
+    index = data_dir / "index.csv"
+    if not index.is_file():
+        raise BenchError(f"{data_dir} is not the Levin et al. 2009 data folder "
+                         f"(no index.csv)")
+    try:
+        with open(index, newline="", encoding="utf-8") as stream:
+            reader = csv.DictReader(stream)
+            missing = INDEX_COLUMNS - set(reader.fieldnames or ())
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise BenchError(f"cannot read {index}: {error}") from None
+    if missing:
+        raise BenchError(f"{index} lacks the column(s) {', '.join(sorted(missing))}")
+    if not rows:
+        raise BenchError(f"{index} lists no cases")
+    return rows
+
+
+def select_cases(rows, names):
+    """The rows of :func:`read_index` named in ``names``.
+
+    Parameters
+    ----------
+    rows : list of dict
+        All cases, as :func:`read_index` returns them.
+    names : sequence of str or None
+        Case names such as ``'im01_ker01'``; ``None`` selects every case.
+
+    Returns
+    -------
+    list of dict
+        All rows in index order for ``None``, else the named rows in the
+        given order (each once).
+
+    Raises
+    ------
+    BenchError
+        A name is not in the index.
+    """
+    if names is None:
+        return rows
+    by_name = {row["file"]: row for row in rows}
+    unknown = [name for name in names if name not in by_name]
+    if unknown:
+        raise BenchError(f"unknown case(s) {', '.join(unknown)}; names look "
+                         f"like {rows[0]['file']} (see index.csv)")
+    return [by_name[name] for name in dict.fromkeys(names)]
+
+
+def load_case(data_dir, row):
+    """Images and true kernel of one case.
+
+    Parameters
+    ----------
+    data_dir : path-like
+        The Levin et al. 2009 data folder.
+    row : dict
+        The case's row of :func:`read_index`.
+
+    Returns
+    -------
+    blurry, sharp : ndarray
+        ``y`` and ``x``, grey float64 images of one shape.
+    true_kernel : ndarray
+        The true kernel in the convolution convention, float64, square with
+        an odd side, normalised to sum 1.
+
+    Raises
+    ------
+    BenchError
+        A file is missing or unreadable, or the arrays have the wrong shape.
+    """
+    data_dir = Path(data_dir)
+    paths = {key: data_dir / row[key] for key in ("y_png", "x_png", "kernel_conv_npy")}
+    for path in paths.values():
+        if not path.is_file():
+            raise BenchError(f"case {row['file']}: missing file {path}")
+    try:
+        blurry = read_image(paths["y_png"])
+        sharp = read_image(paths["x_png"])
+        kernel = np.load(paths["kernel_conv_npy"], allow_pickle=False)
+    except (OSError, ValueError, TypeError) as error:
+        raise BenchError(f"case {row['file']}: cannot read its files ({error})") from None
+    if blurry.ndim != 2 or blurry.shape != sharp.shape:
+        raise BenchError(f"case {row['file']}: y {blurry.shape} and x "
+                         f"{sharp.shape} must be grey images of one size")
+    kernel = np.asarray(kernel, dtype=np.float64)
+    if (kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1]
+            or kernel.shape[0] % 2 == 0 or not kernel.sum() > 0):
+        raise BenchError(f"case {row['file']}: the true kernel must be square "
+                         f"with an odd side and a positive sum, got shape "
+                         f"{kernel.shape}")
+    return blurry, sharp, kernel / kernel.sum()
+
+
+# ---------------------------------------------------------------------------
+# models
+
+def available_shipped_sizes():
+    """Kernel sizes whose shipped network is installed, ascending.
+
+    Returns
+    -------
+    list of int
+        The subset of :data:`refdeblur.models.SHIPPED_KERNEL_SIZES` whose
+        model file is present.
+    """
+    available = []
+    for size in SHIPPED_KERNEL_SIZES:
+        try:
+            shipped_model_path(size)
+        except ValueError:
+            continue
+        available.append(size)
+    return available
+
+
+def choose_kernel_size(true_size, available):
+    """Kernel window for a case under the ``auto`` rule.
+
+    Parameters
+    ----------
+    true_size : int
+        Side of the case's true kernel.
+    available : sequence of int
+        Kernel sizes with a network at hand.
+
+    Returns
+    -------
+    int
+        The smallest available size ``>= true_size``; if there is none, the
+        largest available size (the blur then overflows the window).
+
+    Examples
+    --------
+    >>> choose_kernel_size(19, [17, 25, 33]), choose_kernel_size(27, [17])
+    (25, 17)
+    """
+    if not available:
+        raise BenchError("no shipped model is installed; pass --model FILE")
+    large_enough = [size for size in sorted(available) if size >= true_size]
+    return large_enough[0] if large_enough else max(available)
+
+
+class _Models:
+    """The networks of one run: a fixed model file, a fixed shipped size, or
+    the ``auto`` choice per case; loads each at most once."""
+
+    def __init__(self, kernel_size="auto", model_path=None):
+        self._networks = {}
+        self._files = {}
+        if model_path is not None:
+            self._use_model_file(Path(model_path), kernel_size)
+            return
+        self.available = available_shipped_sizes()
+        if kernel_size == "auto":
+            if not self.available:
+                raise BenchError("no shipped model is installed; pass --model FILE")
+            self.rule = KERNEL_SIZE_RULE
+            self._fixed = None
+        else:
+            size = int(kernel_size)
+            if size not in self.available:
+                raise BenchError(f"no shipped model for --kernel-size {size} in "
+                                 f"this installation (available: "
+                                 f"{', '.join(map(str, self.available)) or 'none'})")
+            self.rule = f"fixed: the shipped {size} px network for every case"
+            self._fixed = size
+
+    def _use_model_file(self, model_path, kernel_size):
+        try:
+            network = load_model(model_path).astype(np.float32)
+        except (OSError, ValueError, KeyError) as error:
+            raise BenchError(f"cannot use model {model_path}: {error}") from None
+        if kernel_size != "auto" and int(kernel_size) != network.kernel_size:
+            raise BenchError(f"model {model_path} estimates "
+                             f"{network.kernel_size} px kernels, but "
+                             f"--kernel-size {kernel_size} was given")
+        self._networks[network.kernel_size] = network
+        self._files[network.kernel_size] = (model_path, model_sha256(model_path))
+        self.rule = f"fixed: the model file {model_path.name} for every case"
+        self._fixed = network.kernel_size
+
+    def size_for(self, true_size):
+        """Kernel window used for a case whose true kernel has ``true_size``."""
+        if self._fixed is not None:
+            return self._fixed
+        return choose_kernel_size(true_size, self.available)
+
+    def network(self, size):
+        """The network of ``size`` (shipped ones loaded on first use)."""
+        if size not in self._networks:
+            path = shipped_model_path(size)
+            self._networks[size] = load_shipped_model(size)
+            self._files[size] = (path, model_sha256(path))
+        return self._networks[size]
+
+    def file_name(self, size):
+        return self._files[size][0].name
+
+    def used(self):
+        """``[{file, path, kernel_size, sha256}]`` of every network used."""
+        return [{"file": path.name, "path": str(path), "kernel_size": size,
+                 "sha256": digest}
+                for size, (path, digest) in sorted(self._files.items())]
+
+
+# ---------------------------------------------------------------------------
+# scoring one case
+
+def deconvolve_for_benchmark(blurry, kernel):
+    """The one non-blind deconvolution of every row (see :data:`DECONVOLUTION`).
+
+    Parameters
+    ----------
+    blurry : ndarray
+        The blurry grey image ``y``, float64.
+    kernel : ndarray
+        The blur kernel (convolution convention, sum 1).
+
+    Returns
+    -------
+    ndarray
+        The deconvolved image, clipped to [0, 1].
+    """
+    return deconvolve(blurry, kernel, method=DECONVOLUTION["method"],
+                      noise_std=DECONVOLUTION["noise_std"],
+                      clip=DECONVOLUTION["clip"])
+
+
+def image_scores(image, sharp):
+    """PSNR, SSIM and SSD of an image against the truth, each up to shift.
+
+    Parameters
+    ----------
+    image, sharp : ndarray
+        The image to score and the case's sharp image ``x``.
+
+    Returns
+    -------
+    dict
+        ``psnr_db``, ``ssim`` and ``ssd`` with the settings of
+        :data:`PROTOCOL`, each at its own best shift.
+    """
+    shift_options = {key: PROTOCOL[key] for key in ("crop", "max_shift", "step")}
+    return {
+        "psnr_db": psnr_up_to_shift(image, sharp, data_range=PROTOCOL["data_range"],
+                                    **shift_options),
+        "ssim": ssim_up_to_shift(image, sharp, data_range=PROTOCOL["data_range"],
+                                 **shift_options),
+        "ssd": ssd_up_to_shift(image, sharp, **shift_options),
+    }
+
+
+def _ratio(ssd, ssd_true_kernel):
+    # Levin's error ratio (derivations/metrics.md, M6), from SSDs computed
+    # once per row rather than re-aligning the true-kernel result every time
+    # as metrics.error_ratio would; the zero cases follow error_ratio.
+    if ssd_true_kernel == 0.0:
+        return 1.0 if ssd == 0.0 else math.inf
+    return ssd / ssd_true_kernel
+
+
+def _estimate_recording_warnings(blurry, size, network):
+    """The refined kernel estimate and the messages of its DeblurWarnings.
+
+    Only refdeblur's own warnings (e.g. a blur wider than the window) are
+    expected; they are recorded in the row. Anything else is passed on to
+    the caller's filters.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DeblurWarning)
+        kernel = estimate_kernel(blurry, size, model=network)
+    messages = []
+    for warning in caught:
+        if issubclass(warning.category, DeblurWarning):
+            messages.append(str(warning.message))
+        else:
+            warnings.warn_explicit(warning.message, warning.category,
+                                   warning.filename, warning.lineno)
+    return kernel, messages
+
+
+def _estimate_without_refinement(blurry, size, network):
+    # The same network without the refinement that follows the paper's
+    # estimate, so that the summary shows what each part contributes.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeblurWarning)
+        return estimate_kernel(blurry, size, model=network, refine=False)
+
+
+def _case_results(blurry, true_kernel, size, network):
+    """Kernel, image and seconds of every method for one case, plus the
+    estimate's warning messages."""
+    kernels, images, seconds = {}, {}, {}
+    started = time.perf_counter()
+    kernels["refdeblur"], messages = _estimate_recording_warnings(blurry, size, network)
+    images["refdeblur"] = deconvolve_for_benchmark(blurry, kernels["refdeblur"])
+    seconds["refdeblur"] = time.perf_counter() - started
+    started = time.perf_counter()
+    kernels["network_only"] = _estimate_without_refinement(blurry, size, network)
+    images["network_only"] = deconvolve_for_benchmark(blurry, kernels["network_only"])
+    seconds["network_only"] = time.perf_counter() - started
+
+    # The delta kernel has the true kernel's size so that this bound does
+    # not depend on the model (the size only sets the padding).
+    kernels["true_kernel"] = true_kernel
+    kernels["no_deblurring"] = delta_kernel(true_kernel.shape[0])
+    for method in ("true_kernel", "no_deblurring"):
+        started = time.perf_counter()
+        images[method] = deconvolve_for_benchmark(blurry, kernels[method])
+        seconds[method] = time.perf_counter() - started
+    kernels["blurry_input"] = kernels["no_deblurring"]   # y as it is: the identity blur
+    images["blurry_input"] = blurry
+    seconds["blurry_input"] = 0.0
+    return kernels, images, seconds, messages
+
+
+def _score_case(row, blurry, sharp, true_kernel, models):
+    """The rows (dicts with CSV_COLUMNS) of one case and its estimated kernel."""
+    true_size = true_kernel.shape[0]
+    size = models.size_for(true_size)
+    kernels, images, seconds, messages = _case_results(
+        blurry, true_kernel, size, models.network(size))
+
+    delta_error = kernel_error_up_to_shift(kernels["no_deblurring"], true_kernel)
+    kernel_errors = {
+        "refdeblur": kernel_error_up_to_shift(kernels["refdeblur"], true_kernel),
+        "network_only": kernel_error_up_to_shift(kernels["network_only"], true_kernel),
+        "true_kernel": 0.0,
+        "no_deblurring": delta_error,
+        "blurry_input": delta_error,
+    }
+    scores = {method: image_scores(images[method], sharp) for method in METHODS}
+    ssd_true_kernel = scores["true_kernel"]["ssd"]
+    common = {"case": row["file"], "image": int(row["image"]),
+              "kernel": int(row["kernel"]), "true_kernel_size": true_size}
+    rows = [{
+        **common, "method": method,
+        "model": models.file_name(size) if method in ESTIMATES else "",
+        "model_kernel_size": size if method in ESTIMATES else "",
+        "kernel_error": kernel_errors[method],
+        **scores[method],
+        "error_ratio": _ratio(scores[method]["ssd"], ssd_true_kernel),
+        "seconds": seconds[method],
+        "warnings": "; ".join(messages) if method == "refdeblur" else "",
+    } for method in METHODS]
+    return rows, kernels["refdeblur"]
+
+
+def _warm_up(blurry, true_kernel, models):
+    """Compile Numba code and load the first network outside the timings."""
+    size = models.size_for(true_kernel.shape[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeblurWarning)
+        estimate_kernel(blurry, size, model=models.network(size))
+    deconvolve_for_benchmark(blurry, true_kernel)
+
+
+def _score_cases(loaded, models, progress):
+    """Rows of every case and ``{case: estimated kernel}``."""
+    # tqdm is imported here, where a progress bar is drawn, so that importing
+    # the benchmark does not load it.
+    from tqdm import tqdm
+
+    _warm_up(loaded[0][1], loaded[0][3], models)
+    rows, kernels = [], {}
+    bar = tqdm(loaded, unit="case", disable=not progress, file=sys.stderr,
+               dynamic_ncols=True)
+    for row, blurry, sharp, true_kernel in bar:
+        bar.set_postfix_str(row["file"])
+        case_rows, kernels[row["file"]] = _score_case(row, blurry, sharp,
+                                                      true_kernel, models)
+        rows.extend(case_rows)
+    bar.close()
+    return rows, kernels
+
+
+# ---------------------------------------------------------------------------
+# summaries
+
+def _method_summary(rows):
+    """Means and error-ratio shares of one method's rows."""
+    ratios = np.array([row["error_ratio"] for row in rows], dtype=np.float64)
+    summary = {
+        "n_cases": len(rows),
+        "mean_psnr_db": float(np.mean([row["psnr_db"] for row in rows])),
+        "mean_ssim": float(np.mean([row["ssim"] for row in rows])),
+        "mean_error_ratio": float(np.mean(ratios)),
+        "median_error_ratio": float(np.median(ratios)),
+        "mean_kernel_error": float(np.mean([row["kernel_error"] for row in rows])),
+        "mean_seconds": float(np.mean([row["seconds"] for row in rows])),
+        "n_warnings": sum(1 for row in rows if row["warnings"]),
+    }
+    for threshold in ER_THRESHOLDS:
+        summary[f"share_er_le_{threshold:g}"] = float(np.mean(ratios <= threshold))
+    return summary
+
+
+def summarise(rows):
+    """Per-method summary and breakdown by true kernel size.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Per-case rows with the columns of :data:`CSV_COLUMNS`.
+
+    Returns
+    -------
+    methods : dict
+        ``{method: summary}`` with ``n_cases``, ``mean_psnr_db``,
+        ``mean_ssim``, ``share_er_le_2``, ``share_er_le_3``,
+        ``mean_error_ratio``, ``median_error_ratio``, ``mean_kernel_error``,
+        ``mean_seconds`` and ``n_warnings`` (cases with a warning).
+    by_kernel_size : dict
+        ``{true kernel size: {method: summary}}``, sizes ascending.
+    """
+    methods = {method: _method_summary([r for r in rows if r["method"] == method])
+               for method in METHODS if any(r["method"] == method for r in rows)}
+    sizes = sorted({row["true_kernel_size"] for row in rows})
+    by_size = {}
+    for size in sizes:
+        of_size = [row for row in rows if row["true_kernel_size"] == size]
+        by_size[size] = {method: _method_summary([r for r in of_size
+                                                  if r["method"] == method])
+                         for method in methods}
+    return methods, by_size
+
+
+def method_labels(rows):
+    """Display label of every method, naming the networks the rows used.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Per-case rows with the columns of :data:`CSV_COLUMNS`.
+
+    Returns
+    -------
+    dict
+        ``{method: label}`` in the order of :data:`METHODS`, e.g.
+        ``'refdeblur (k17, k25)'`` for ``refdeblur``.
+    """
+    models = sorted({row["model"] for row in rows if row["method"] == "refdeblur"})
+    estimate = f"refdeblur ({', '.join(Path(m).stem for m in models)})"
+    labels = dict(METHODS)
+    labels["refdeblur"] = estimate
+    labels["network_only"] = (estimate.replace("refdeblur", "network only", 1)
+                              + ", kernel not refined")
+    return labels
+
+
+# ---------------------------------------------------------------------------
+# the run
+
+def _check_out_dir(out_dir, overwrite):
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BenchError(f"output path {out_dir} is not a folder")
+    existing = [name for name in OUTPUT_FILES if (out_dir / name).exists()]
+    if existing and not overwrite:
+        raise BenchError(f"{out_dir} already holds {', '.join(existing)}; pass "
+                         f"--overwrite to replace them or choose another --out")
+
+
+def _run_info(data_dir, models, commit, dirty, command_line):
+    """Provenance and settings of a run, as written into the summaries."""
+    return {
+        "benchmark": "Levin et al. 2009 (32 cases: 4 images x 8 kernels)",
+        "commit": commit, "git_dirty": dirty,
+        "refdeblur_version": __version__,
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "command_line": command_line if command_line is not None else shlex.join(sys.argv),
+        "data_dir": str(Path(data_dir).resolve()),
+        "models": models.used(),
+        "kernel_size_rule": models.rule,
+        "deconvolution": DECONVOLUTION,
+        "protocol": PROTOCOL,
+    }
+
+
+def run_levin(data_dir, out_dir=None, *, kernel_size="auto", model_path=None,
+              cases=None, overwrite=False, command_line=None, progress=True):
+    """Run and score the Levin et al. 2009 benchmark; write the results.
+
+    Parameters
+    ----------
+    data_dir : path-like
+        Folder of the data set (``index.csv``, ``x/``, ``y/``, ``kernels/``).
+    out_dir : path-like, optional
+        Output folder (created if missing). Default:
+        ``benchmarks/results/levin-<short commit>[-dirty]`` of the git
+        checkout when the current folder is inside it, else
+        ``./levin-results``.
+    kernel_size : {'auto', 17, 25, 33}, optional
+        ``'auto'``: per case the smallest shipped network at least as large
+        as the true kernel, else the largest one (see
+        :func:`choose_kernel_size`); a number: that shipped network for all.
+    model_path : path-like, optional
+        A model file to use for every case instead of the shipped networks.
+    cases : sequence of str, optional
+        Case names such as ``'im01_ker01'``; default all 32.
+    overwrite : bool, optional
+        Replace result files already in ``out_dir``.
+    command_line : str, optional
+        Recorded in the summary (default: ``sys.argv``).
+    progress : bool, optional
+        Show a progress bar on stderr.
+
+    Returns
+    -------
+    result : dict
+        ``out_dir`` (Path), ``rows`` (per-case rows, the content of
+        ``cases.csv``), ``methods`` and ``by_kernel_size`` (see
+        :func:`summarise`), ``labels`` (see :func:`method_labels`),
+        ``info`` (provenance), ``summary_table`` (Markdown) and ``kernels``
+        (``{case: estimated kernel}``).
+
+    Raises
+    ------
+    BenchError
+        Missing or malformed data folder, unknown case, unusable model or
+        kernel size, or result files in ``out_dir`` without ``overwrite``.
+    """
+    started = time.perf_counter()
+    index_rows = select_cases(read_index(data_dir), cases)
+    models = _Models(kernel_size, model_path)
+    commit, dirty, root = provenance()
+    out_dir = Path(out_dir) if out_dir is not None else default_out_dir(commit, dirty, root)
+    _check_out_dir(out_dir, overwrite)
+
+    # Read every case first, so a broken data folder fails before the work.
+    loaded = [(row, *load_case(data_dir, row)) for row in index_rows]
+    rows, kernels = _score_cases(loaded, models, progress)
+    methods, by_size = summarise(rows)
+    labels = method_labels(rows)
+    info = _run_info(data_dir, models, commit, dirty, command_line)
+    info["wall_seconds"] = time.perf_counter() - started
+    result = {"out_dir": out_dir, "rows": rows, "methods": methods,
+              "by_kernel_size": by_size, "labels": labels, "info": info,
+              "summary_table": summary_table(methods, labels), "kernels": kernels}
+    files = report_files(result, columns=CSV_COLUMNS, thresholds=ER_THRESHOLDS)
+    try:
+        write_files(out_dir, files)
+    except OSError as error:
+        raise BenchError(f"cannot write the results to {out_dir}: "
+                         f"{error.strerror or error}") from None
+    return result

@@ -1,0 +1,25 @@
+"""Blind deblurring with a trained network: estimate, refine, deconvolve.
+
+The modules, in the order an image passes through them:
+
+* :mod:`~refdeblur.inference.preparation` -- float values, colour planes,
+  luminance and the most textured window (steps 1 to 3);
+* :mod:`~refdeblur.inference.network_estimate` -- the network's kernels
+  (steps 4 to 6) and its own image quotient;
+* :mod:`~refdeblur.inference.refinement` -- the kernel refined by
+  alternating minimisation (step 6b);
+* :mod:`~refdeblur.inference.pipeline` -- :func:`estimate_kernel` and
+  :func:`deblur`, which call the three above and
+  :func:`refdeblur.deconvolution.deconvolve` (steps 7 and 8);
+* :mod:`~refdeblur.inference.files` -- deblurring image files: output
+  names, the kernel picture, the JSON report (what ``refdeblur deblur``
+  runs).
+"""
+
+from .network_estimate import network_kernels
+from .pipeline import (DECONVOLUTION_METHODS, DEFAULT_MAX_WINDOW, DeblurWarning, deblur,
+                       estimate_kernel)
+from .refinement import refine_coarse_to_fine, refine_kernel
+
+__all__ = ["DECONVOLUTION_METHODS", "DEFAULT_MAX_WINDOW", "DeblurWarning", "deblur",
+           "estimate_kernel", "network_kernels", "refine_kernel", "refine_coarse_to_fine"]

@@ -1,0 +1,301 @@
+"""Deblurring image files: inputs, output names, the kernel picture, the report.
+
+What ``refdeblur deblur`` does to each file, as a library: read it
+(:func:`read_photo`), choose where its results go (:func:`output_paths`,
+:func:`check_outputs`), deblur it and write the sharp image and a picture of
+the kernel (:func:`deblur_file`), and collect a JSON report
+(:func:`report_header`, :func:`write_report`). Outputs are written to a
+temporary file and renamed, so there is never a partial output; an existing
+file is replaced only when asked, and an input never.
+"""
+
+import json
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from .._version import __version__
+from ..image_io import find_images, give_default_permissions, read_image_raw, write_image
+from ..models import model_sha256
+from .pipeline import DeblurWarning, deblur
+from .refinement import refinement_mode
+
+__all__ = ["SHARP_SUFFIX", "ImageFileError", "FileResult", "collect_inputs", "output_paths",
+           "check_outputs", "read_photo", "kernel_image", "deblur_file", "deblur_files",
+           "report_header", "write_report"]
+
+#: Added to an input's name for its deblurred image (``photo_deblurred.jpg``).
+SHARP_SUFFIX = "_deblurred"
+
+
+class ImageFileError(Exception):
+    """A problem with one input file; the message is one line naming it."""
+
+
+def collect_inputs(paths):
+    """Every input image: files as given, folders searched recursively.
+
+    Parameters
+    ----------
+    paths : iterable of pathlib.Path
+        Files and folders.
+
+    Returns
+    -------
+    list of (pathlib.Path, pathlib.Path)
+        ``(path, name relative to its folder)``; a file given directly is
+        relative to its own folder. Missing files are kept (and reported
+        per input when read).
+
+    Raises
+    ------
+    ValueError
+        If a folder holds no images.
+    """
+    found = []
+    for path in paths:
+        if path.is_dir():
+            images = find_images(path)
+            if not images:
+                raise ValueError(f"no images found in folder {path}")
+            found.extend((image, image.relative_to(path)) for image in images)
+        else:
+            found.append((path, Path(path.name)))
+    return found
+
+
+def output_paths(source, relative, *, out=None, out_dir=None, kernel_out=None):
+    """Where the sharp image and the kernel picture of ``source`` go.
+
+    Parameters
+    ----------
+    source : pathlib.Path
+        The input file.
+    relative : pathlib.Path
+        Its name relative to the folder it was found in.
+    out : pathlib.Path, optional
+        The sharp image's path (one input only).
+    out_dir : pathlib.Path, optional
+        Folder for the outputs, mirroring the inputs' subfolders; default
+        beside the input.
+    kernel_out : pathlib.Path, optional
+        The kernel picture's path (one input only).
+
+    Returns
+    -------
+    sharp, kernel : pathlib.Path
+        ``<name>_deblurred<ext>`` (PNG where ``out`` has no extension) and
+        ``<sharp name>_kernel.png`` beside it, unless given.
+    """
+    if out is not None:
+        sharp = out
+    else:
+        folder = out_dir / relative.parent if out_dir is not None else source.parent
+        sharp = folder / f"{relative.stem}{SHARP_SUFFIX}{source.suffix}"
+    if sharp.suffix == "":
+        sharp = sharp.with_suffix(".png")
+    kernel = kernel_out if kernel_out is not None else sharp.with_name(f"{sharp.stem}_kernel.png")
+    return sharp, kernel
+
+
+def check_outputs(source, outputs, overwrite):
+    """Refuse outputs that are the input, a folder, or exist (unless ``overwrite``).
+
+    Raises
+    ------
+    ImageFileError
+        Naming the output and what to do.
+    """
+    for output in outputs:
+        if output.exists() and output.resolve() == source.resolve():
+            raise ImageFileError(f"{output} is the input file; refusing to overwrite it")
+        if output.is_dir():
+            raise ImageFileError(f"output path {output} is a folder")
+        if output.exists() and not overwrite:
+            raise ImageFileError(f"{output} exists; pass --overwrite to replace it")
+
+
+def read_photo(source):
+    """An image file as stored, ``(H, W)`` or ``(H, W, C)`` with C = 2 to 4.
+
+    Raises
+    ------
+    ImageFileError
+        If the file is missing, cannot be decoded, or has another layout.
+    """
+    if not source.exists():
+        raise ImageFileError(f"{source}: no such file")
+    try:
+        image = read_image_raw(source)
+    except Exception as error:   # decoders raise many types on bad files
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ImageFileError(f"{source}: cannot read the image ({reason})") from None
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] not in (1, 2, 3, 4)):
+        raise ImageFileError(f"{source}: unsupported image layout {image.shape}")
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    return image
+
+
+def kernel_image(kernel, min_side=256):
+    """A kernel as an 8-bit picture, its maximum white, at least ``min_side`` px.
+
+    Enlarged by an integer factor (nearest neighbour), so every kernel
+    pixel is a visible square.
+
+    Examples
+    --------
+    >>> from refdeblur.kernels import delta_kernel
+    >>> from refdeblur.inference.files import kernel_image
+    >>> picture = kernel_image(delta_kernel(17))
+    >>> picture.shape, picture.dtype, int(picture.max())
+    ((272, 272), dtype('uint8'), 255)
+    """
+    kernel = np.asarray(kernel, dtype=np.float64)
+    peak = kernel.max()
+    scaled = kernel / peak if peak > 0 else kernel
+    factor = max(1, -(-min_side // kernel.shape[0]))
+    big = np.kron(scaled, np.ones((factor, factor)))
+    return np.round(np.clip(big, 0, 1) * 255).astype(np.uint8)
+
+
+def deblur_file(source, sharp_path, kernel_path, *, kernel_size, model, **options):
+    """Deblur one image file; write the sharp image and the kernel picture.
+
+    Parameters
+    ----------
+    source : pathlib.Path
+        The blurry image.
+    sharp_path, kernel_path : pathlib.Path
+        Outputs (:func:`output_paths`); their folders are created. Integer
+        images keep their type; float images (e.g. float TIFF) are written
+        with 16 bits.
+    kernel_size : int
+        Side of the kernel window.
+    model : Network
+        The network (see :func:`refdeblur.deblur`).
+    **options
+        ``method``, ``noise_std``, ``max_window``, ``refine`` of
+        :func:`refdeblur.deblur`.
+
+    Returns
+    -------
+    dict
+        The file's entry of the report: paths, shape, type, seconds, the
+        :class:`DeblurWarning` messages and the kernel.
+
+    Raises
+    ------
+    ImageFileError
+        If the image cannot be read or deblurred.
+    OSError
+        If an output cannot be written.
+    """
+    image = read_photo(source)
+    channel_axis = -1 if image.ndim == 3 else None
+    started = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DeblurWarning)
+        try:
+            sharp, kernel = deblur(image, kernel_size, channel_axis=channel_axis,
+                                   model=model, **options)
+        except ValueError as error:
+            raise ImageFileError(f"{source}: {error}") from None
+    seconds = time.perf_counter() - started
+    messages = [str(w.message) for w in caught if issubclass(w.category, DeblurWarning)]
+    if sharp.dtype not in (np.uint8, np.uint16):
+        sharp = np.round(np.clip(sharp, 0, 1) * 65535).astype(np.uint16)
+    for path in (sharp_path, kernel_path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    write_image(sharp_path, sharp)
+    write_image(kernel_path, kernel_image(kernel))
+    return {
+        "input": str(source), "output": str(sharp_path),
+        "kernel_png": str(kernel_path), "shape": list(image.shape),
+        "dtype": str(image.dtype), "seconds": round(seconds, 3),
+        "warnings": messages, "kernel": np.round(kernel, 8).tolist(),
+    }
+
+
+class FileResult(NamedTuple):
+    """What :func:`deblur_files` did with one input."""
+
+    #: The input file.
+    source: Path
+    #: Where its sharp image and kernel picture go (or would have gone).
+    sharp_path: Path
+    kernel_path: Path
+    #: The report entry of :func:`deblur_file`; None if the input failed.
+    record: dict = None
+    #: One line saying why the input failed; None if it succeeded.
+    error: str = None
+
+
+def deblur_files(inputs, *, out=None, out_dir=None, kernel_out=None, overwrite=False,
+                 **options):
+    """Deblur image files one after the other; a failing input stops no other.
+
+    Parameters
+    ----------
+    inputs : list of (pathlib.Path, pathlib.Path)
+        What :func:`collect_inputs` returns.
+    out, out_dir, kernel_out : pathlib.Path, optional
+        See :func:`output_paths`.
+    overwrite : bool, optional
+        Replace existing outputs (never an input).
+    **options
+        ``kernel_size``, ``model`` and the options of :func:`deblur_file`.
+
+    Yields
+    ------
+    FileResult
+        One per input, in order, as soon as it is done.
+    """
+    for source, relative in inputs:
+        sharp_path, kernel_path = output_paths(source, relative, out=out, out_dir=out_dir,
+                                               kernel_out=kernel_out)
+        try:
+            check_outputs(source, (sharp_path, kernel_path), overwrite)
+            record = deblur_file(source, sharp_path, kernel_path, **options)
+        except ImageFileError as error:
+            yield FileResult(source, sharp_path, kernel_path, error=str(error))
+        except OSError as error:
+            yield FileResult(source, sharp_path, kernel_path,
+                             error=f"{source}: cannot write the output "
+                                   f"({error.strerror or error})")
+        else:
+            yield FileResult(source, sharp_path, kernel_path, record=record)
+
+
+def report_header(model, model_path, *, kernel_size, method, noise_std, max_window, refine):
+    """The report's fields common to all images; ``images`` starts empty.
+
+    Records the version, the model file and its SHA-256, and the
+    parameters, with the refinement mode the model gets
+    (:func:`refdeblur.inference.refinement.refinement_mode`).
+    """
+    return {"refdeblur_version": __version__, "model": str(model_path),
+            "model_sha256": model_sha256(model_path),
+            "parameters": {"kernel_size": kernel_size, "method": method,
+                           "noise_std": noise_std, "max_window": max_window,
+                           "refine": refine, "refinement": refinement_mode(refine, model)},
+            "images": []}
+
+
+def write_report(path, report):
+    """Write the report as indented JSON, atomically; creates the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        give_default_permissions(temporary)
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            json.dump(report, stream, indent=1)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,397 @@
+"""Refinement of the network's kernel by alternating minimisation (step 6b).
+
+The network's kernels are blob-like: an L2-trained regressor answers the
+conditional mean, which smears the thin trajectory of a camera shake
+(``refdeblur/models/README.md``). This module sharpens such an estimate
+with the classical alternating scheme of Cho and Lee (SIGGRAPH Asia 2009)
+and Xu and Jia (ECCV 2010), started from the network's kernel and confined
+to the neighbourhood of its support:
+
+1. latent image: non-blind deconvolution with the current kernel (A1);
+2. edge selection: keep only the strongest gradients of that image (A2);
+3. kernel: regularised least squares between the selected sharp gradients
+   and the blurry image's gradients, over the pixels whose blur is fully
+   observed ('valid' convolution, A3 to A6), one dense m² x m² solve;
+4. projection: non-negative, small values and mass outside the network's
+   (dilated) support removed, sum 1, centred (A7).
+
+For the multi-scale networks (25 and 33 px), :func:`refine_coarse_to_fine`
+runs these alternations at every scale of the network's pyramid, coarse to
+fine, each scale starting from the refined kernel of the one below (A8).
+
+This step is not in the paper: ``derivations/kernel_refinement.md`` derives
+it, says why it was added and gives the measurements that chose its
+parameters (synthetic held-out pairs, then Levin et al.'s benchmark).
+"""
+
+import numpy as np
+import scipy.linalg
+from scipy.ndimage import binary_dilation
+
+from .._engine.fft import fast_length, irfft2, rfft2
+from .._engine.threads import one_blas_thread
+from ..deconvolution import deconvolve
+from ..kernels import center_kernel, resize_kernel
+from ..layers.resample import imresize
+from ..network import pyramid_shapes
+from .preparation import textured_window
+
+__all__ = ["refine_kernel", "refine_coarse_to_fine", "refinement_mode", "solve_kernel",
+           "gradient_gram", "gradients", "ValidConvolution", "REFINEMENT_DEFAULTS"]
+
+#: Defaults of :func:`refine_kernel` (derivations/kernel_refinement.md, §4).
+REFINEMENT_DEFAULTS = {
+    "n_iter": 5,
+    "edge_fraction": 0.05,
+    "regularisation": 1e-3,
+    "threshold": 0.05,
+    "support_threshold": 0.05,
+    "support_dilation": 1,
+    "noise_std": 0.01,
+    "max_window": 512,
+}
+
+
+def gradients(image):
+    """Forward differences along columns and rows, zero in the last column/row (A2).
+
+    Parameters
+    ----------
+    image : ndarray of shape (H, W)
+
+    Returns
+    -------
+    along_cols, along_rows : ndarray of shape (H, W)
+        ``image[:, j+1] - image[:, j]`` and ``image[i+1] - image[i]``.
+    """
+    along_cols = np.zeros_like(image)
+    along_rows = np.zeros_like(image)
+    along_cols[:, :-1] = image[:, 1:] - image[:, :-1]
+    along_rows[:-1, :] = image[1:, :] - image[:-1, :]
+    return along_cols, along_rows
+
+
+class ValidConvolution:
+    """The linear map ``k -> valid(p * k)`` of an m x m kernel, and its adjoint.
+
+    ``p`` is fixed (a sharp gradient image, ``H x W``); the output has shape
+    ``(H - m + 1, W - m + 1)`` and equals
+    ``scipy.signal.fftconvolve(p, k, mode="valid")`` (A3). The transform of
+    ``p`` is computed once and shared by every application.
+
+    Parameters
+    ----------
+    image : ndarray of shape (H, W)
+        The fixed factor ``p``.
+    size : int
+        Kernel side ``m`` (``m <= min(H, W)``).
+    """
+
+    def __init__(self, image, size):
+        image = np.asarray(image, dtype=np.float64)
+        self.size = int(size)
+        self.image_shape = image.shape
+        self.output_shape = (image.shape[0] - self.size + 1, image.shape[1] - self.size + 1)
+        # Linear convolution of H x W with m x m fits in H + m - 1 (no wrap).
+        self.grid = tuple(fast_length(n + self.size - 1) for n in image.shape)
+        self._image_hat = rfft2(image, self.grid)
+
+    def __call__(self, kernel):
+        """``valid(p * k)``, shape ``output_shape`` (A3)."""
+        m = self.size
+        full = irfft2(self._image_hat * rfft2(kernel, self.grid), self.grid)
+        return full[m - 1:self.image_shape[0], m - 1:self.image_shape[1]]
+
+    def adjoint(self, residual):
+        """``A^T r``: the m x m correlation of ``p`` with ``r`` (A3)."""
+        m = self.size
+        # corr(s) = sum_i p(i + s) r(i) for s in [0, m-1]^2, then flipped:
+        # (A^T r)(j) = corr(m - 1 - j).
+        corr = irfft2(np.conj(rfft2(residual, self.grid)) * self._image_hat, self.grid)
+        return corr[:m, :m][::-1, ::-1]
+
+
+def gradient_gram(sharp_gradients, size):
+    """Normal matrix of the full convolutions ``k -> p_d * k`` (A5).
+
+    ``G[j, j'] = sum_d sum_u p_d(u) p_d(u + j - j')``: the autocorrelation of
+    the sharp gradients at the lags ``j - j'`` of two kernel pixels (row-
+    major ``j``), computed once by FFT.
+
+    Returns
+    -------
+    ndarray of shape (size**2, size**2)
+        Symmetric positive semi-definite.
+    """
+    operators = [ValidConvolution(p, size) for p in sharp_gradients]
+    return _gram_from_operators(operators, size)
+
+
+def _gram_from_operators(operators, size):
+    """(A5) from the spectra the operators already hold (no FFT of ``p`` again)."""
+    m = size
+    grid = operators[0].grid
+    power = sum(np.abs(op._image_hat) ** 2 for op in operators)
+    circular = irfft2(power, grid)                     # lag 0 at [0, 0]
+    lags = np.arange(-(m - 1), m)
+    autocorrelation = circular[np.ix_(lags % grid[0], lags % grid[1])]
+    rows, cols = np.indices((m, m)).reshape(2, -1)
+    return autocorrelation[rows[:, None] - rows[None, :] + m - 1,
+                           cols[:, None] - cols[None, :] + m - 1]
+
+
+def solve_kernel(sharp_gradients, blurry_gradients, size, regularisation):
+    """Least-squares kernel between sharp and blurry gradient images (A4 to A6).
+
+    Solves ``(G + beta I) k = sum_d A_d^T q_d`` (A6): ``A_d k =
+    valid(p_d * k)``, ``q_d`` the blurry gradients on the pixels whose blur
+    is fully observed, ``G`` the normal matrix of the *full* convolutions
+    (:func:`gradient_gram`) and ``beta = regularisation * sum_d ||p_d||^2 /
+    m^2`` (A4). ``G`` equals ``sum_d A_d^T A_d`` when the ``p_d`` vanish
+    within ``m - 1`` px of the border; otherwise it also asks the blur of
+    the border edges to be zero outside the image, a small bias that the
+    projection (A7) and normalisation absorb (derivations/kernel_refinement.md, A5).
+
+    Parameters
+    ----------
+    sharp_gradients, blurry_gradients : sequence of ndarray (H, W)
+        ``p_d`` and ``q_d``, aligned as ``y = k * x`` (true convolution,
+        kernel centre at ``(m // 2, m // 2)``).
+    size : int
+        Kernel side ``m`` (odd).
+    regularisation : float
+        ``beta`` relative to the sharp gradients' energy per kernel pixel.
+
+    Returns
+    -------
+    ndarray (m, m)
+        The unconstrained minimiser (may have negative values).
+    """
+    half = size // 2
+    operators = [ValidConvolution(p, size) for p in sharp_gradients]
+    rhs = sum(op.adjoint(q[half:q.shape[0] - half, half:q.shape[1] - half])
+              for op, q in zip(operators, blurry_gradients))                # (A6)
+    gram = _gram_from_operators(operators, size)                             # (A5)
+    energy = float(np.trace(gram))              # = sum_d ||p_d||^2 * m^2
+    beta = regularisation * energy / size ** 4                               # (A4)
+    gram[np.diag_indices_from(gram)] += max(beta, 1e-12 * energy / size ** 2)
+    solution = scipy.linalg.solve(gram, rhs.ravel(), assume_a="pos")
+    return solution.reshape(size, size)
+
+
+def _select_edges(gradients, fraction):
+    """Keep the ``fraction`` of pixels with the largest gradient magnitude (A2)."""
+    magnitude = np.hypot(*gradients)
+    threshold = np.quantile(magnitude, 1.0 - fraction)
+    keep = magnitude >= threshold
+    return [g * keep for g in gradients]
+
+
+def _support(kernel, threshold, dilation):
+    """Where the refined kernel may put mass: the initial kernel's support, grown (A7)."""
+    core = kernel >= threshold * kernel.max()
+    if dilation > 0:
+        core = binary_dilation(core, iterations=int(dilation))
+    return core
+
+
+def _project(kernel, support, threshold):
+    """Non-negative, small values and mass off the support removed, sum 1, centred (A7)."""
+    kernel = np.where(support, np.maximum(kernel, 0.0), 0.0)
+    peak = kernel.max()
+    if not peak > 0:
+        return None
+    kernel = np.where(kernel >= threshold * peak, kernel, 0.0)
+    return center_kernel(kernel / kernel.sum())
+
+
+@one_blas_thread()
+def refine_kernel(image, kernel, *, n_iter=5, edge_fraction=0.05, regularisation=1e-3,
+                  threshold=0.05, support_threshold=0.05, support_dilation=1,
+                  noise_std=0.01, max_window=512):
+    """Sharpen a kernel estimate by alternating latent-image and kernel updates.
+
+    Parameters
+    ----------
+    image : ndarray of shape (H, W)
+        Blurry grey image in [0, 1] (the window the kernel was estimated on).
+    kernel : ndarray of shape (m, m)
+        Initial estimate (the network's): non-negative, odd side.
+    n_iter : int, optional
+        Alternations of latent image and kernel (A1 to A7).
+    edge_fraction : float, optional
+        Share of the latent image's pixels whose gradients are kept (A2).
+    regularisation : float, optional
+        Tikhonov weight on the kernel relative to the edges' energy per
+        kernel pixel (A4).
+    threshold : float, optional
+        Kernel values below this share of the maximum are set to zero (A7).
+    support_threshold, support_dilation : float, int, optional
+        The refined kernel may only use pixels within ``support_dilation``
+        px of where the initial kernel exceeds ``support_threshold`` of its
+        maximum (A7): the network decides where the blur is, the
+        refinement how it is distributed there.
+    noise_std : float, optional
+        Noise level given to the latent-image deconvolution (A1).
+    max_window : int or None, optional
+        Refine on the most textured square of at most this side (default
+        512 px; ``None``: the whole image). One alternation costs a
+        deconvolution of the window, so this bounds the time on large
+        photos (derivations/kernel_refinement.md, §3).
+
+    Returns
+    -------
+    ndarray of shape (m, m)
+        float64, non-negative, sums to 1, centre of mass in the middle. The
+        initial kernel (normalised) if the image has no usable edges.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy.signal import fftconvolve
+    >>> from refdeblur import sample_kernel
+    >>> from refdeblur.inference.refinement import refine_kernel
+    >>> rng = np.random.default_rng(0)
+    >>> sharp = (rng.random((24, 24)) > 0.5).repeat(6, 0).repeat(6, 1) * 1.0
+    >>> true = sample_kernel(13, rng)
+    >>> blurry = fftconvolve(sharp, true, mode="valid")
+    >>> refined = refine_kernel(blurry, np.ones((13, 13)))
+    >>> refined.shape, bool(np.isclose(refined.sum(), 1.0))
+    ((13, 13), True)
+    """
+    image = np.asarray(image, dtype=np.float64)
+    kernel = np.asarray(kernel, dtype=np.float64)
+    size = kernel.shape[0]
+    if (image.ndim != 2 or kernel.ndim != 2 or kernel.shape[1] != size
+            or size % 2 == 0):
+        raise ValueError("refine_kernel needs a grey image and a square, odd kernel")
+    if not (np.all(np.isfinite(kernel)) and kernel.min() >= 0 and kernel.sum() > 0):
+        raise ValueError("the initial kernel must be finite, non-negative and non-zero")
+    if min(image.shape) < 2 * size:
+        raise ValueError(f"the image ({image.shape[0]}x{image.shape[1]} px) is too "
+                         f"small to refine a {size} px kernel")
+    if not 0 < edge_fraction <= 1:
+        raise ValueError(f"edge_fraction must be in (0, 1], got {edge_fraction!r}")
+    if max_window is not None and max(image.shape) > max_window:
+        rows, cols = textured_window(image, max(int(max_window), 2 * size))
+        image = image[rows, cols]
+    kernel = kernel / kernel.sum()
+    support = _support(kernel, support_threshold, support_dilation)
+    blurry_gradients = gradients(image)                                   # (A3)
+    image32 = image.astype(np.float32)
+    current = kernel
+    for _ in range(int(n_iter)):
+        latent = deconvolve(image32, current.astype(np.float32),            # (A1)
+                            noise_std=noise_std).astype(np.float64)
+        edges = _select_edges(gradients(latent), edge_fraction)           # (A2)
+        if not any(np.any(e) for e in edges):
+            break
+        solved = solve_kernel(edges, blurry_gradients, size, regularisation)  # (A4-A6)
+        projected = _project(solved, support, threshold)                    # (A7)
+        if projected is None:
+            break
+        current = projected
+    return current
+
+
+@one_blas_thread()
+def refine_coarse_to_fine(image, kernel, scale_sizes, *, max_window=512, **options):
+    """Refine a multi-scale network's kernel from its coarsest scale up (A8).
+
+    Scale ``j`` of the network sees the image resized by ``m_j / m_J``
+    (``m_j`` the kernel side of scale ``j``, ``m_J`` the finest; the
+    network's pyramid, ``Network.scale_shapes``). The coarsest scale is
+    refined from the network's own kernel there (:func:`refine_kernel`);
+    every finer scale from the refined kernel of the scale below, resized
+    to ``m_j`` px (:func:`resize_kernel`), whose support it then keeps
+    (A7). A blur too large to refine reliably at full resolution is a
+    small one at the coarse scales, where the refinement does well
+    (derivations/kernel_refinement.md, §5). With a single scale this is
+    :func:`refine_kernel`.
+
+    Parameters
+    ----------
+    image : ndarray of shape (H, W)
+        Blurry grey image in [0, 1] at the finest scale.
+    kernel : ndarray of shape (m_0, m_0)
+        The network's kernel at its coarsest scale (non-negative).
+    scale_sizes : sequence of int
+        Kernel sides of the scales, coarse to fine: odd, increasing,
+        the first ``m_0``.
+    max_window : int or None, optional
+        Refine on the most textured square of at most this side of the
+        finest scale (default 512 px), and on that square resized at the
+        coarser scales; ``None``: the whole image.
+    **options
+        Keyword arguments of :func:`refine_kernel` (all but
+        ``max_window``), used at every scale.
+
+    Returns
+    -------
+    ndarray of shape (m_J, m_J)
+        float64, non-negative, sums to 1, centre of mass in the middle.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy.signal import fftconvolve
+    >>> from refdeblur import sample_kernel
+    >>> from refdeblur.inference.refinement import refine_coarse_to_fine
+    >>> rng = np.random.default_rng(0)
+    >>> sharp = (rng.random((30, 30)) > 0.5).repeat(6, 0).repeat(6, 1) * 1.0
+    >>> true = sample_kernel(25, rng)
+    >>> blurry = fftconvolve(sharp, true, mode="valid")
+    >>> refined = refine_coarse_to_fine(blurry, np.ones((17, 17)), (17, 25))
+    >>> refined.shape, bool(np.isclose(refined.sum(), 1.0))
+    ((25, 25), True)
+    """
+    image = np.asarray(image, dtype=np.float64)
+    kernel = np.asarray(kernel, dtype=np.float64)
+    sizes = [int(m) for m in scale_sizes]
+    if (image.ndim != 2 or not sizes or kernel.shape != (sizes[0], sizes[0])
+            or any(m % 2 == 0 for m in sizes)
+            or any(a >= b for a, b in zip(sizes, sizes[1:]))):
+        raise ValueError(f"refine_coarse_to_fine needs a grey image, odd increasing "
+                         f"scale sizes and a kernel of the first size; got sizes "
+                         f"{sizes} and a kernel of shape {kernel.shape}")
+    finest = sizes[-1]
+    if min(image.shape) < 2 * finest:
+        raise ValueError(f"the image ({image.shape[0]}x{image.shape[1]} px) is too "
+                         f"small to refine a {finest} px kernel")
+    if max_window is not None and max(image.shape) > max_window:
+        rows, cols = textured_window(image, max(int(max_window), 2 * finest))
+        image = image[rows, cols]
+    current = None
+    for size, shape in zip(sizes, pyramid_shapes(image.shape, sizes)):    # the network's
+        scaled = image if shape == image.shape else imresize(image, output_shape=shape)
+        start = kernel if current is None else resize_kernel(current, size)  # (A8)
+        current = refine_kernel(scaled, start, max_window=None, **options)
+    return current
+
+
+def refinement_mode(refine, model):
+    """What step 6b does with this model's kernel.
+
+    Parameters
+    ----------
+    refine : bool, dict or None
+        The ``refine`` argument of :func:`refdeblur.estimate_kernel`.
+    model : Network
+        The network whose kernel is refined.
+
+    Returns
+    -------
+    {'none', 'single_scale', 'coarse_to_fine'}
+        ``'none'`` for ``refine`` False or None; ``'coarse_to_fine'``
+        (:func:`refine_coarse_to_fine`) for a multi-scale network unless
+        the dict says ``coarse_to_fine=False``; otherwise
+        ``'single_scale'`` (:func:`refine_kernel` at the finest scale).
+        Images smaller than twice the kernel are not refined whatever this
+        says.
+    """
+    if refine is None or refine is False:
+        return "none"
+    coarse_to_fine = refine.get("coarse_to_fine", True) if isinstance(refine, dict) else True
+    if coarse_to_fine and len(model.architecture.kernel_sizes) > 1:
+        return "coarse_to_fine"
+    return "single_scale"

@@ -1,0 +1,351 @@
+"""The training loop: checkpoints, exact resume, graceful stop; :func:`train`.
+
+Paper §3.3: the L2 kernel loss, ADADELTA with learning rate 0.01 and decay
+0.95, stage-wise pre-training (one stage, then a second one with the first
+frozen for a while, then end to end, then the third the same way), and
+examples whose error is above 10 times the current average are not
+back-propagated. derivations/training.md states what the paper leaves open
+and the choices made.
+
+A run lives in a folder (:mod:`refdeblur.training.config`). Resuming
+restores the exact state, so ``N`` steps, an interruption and a resume give
+bit-identical weights to an uninterrupted run of ``N`` steps
+(derivations/training.md, "Reproducibility and resume").
+"""
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from tqdm import tqdm
+
+from .._engine.threads import one_blas_thread
+from ..model_io import read_model_file, save_model
+from ..network import build_network
+from .config import CHECKPOINT_FILE, CONFIG_FILE, LOG_FILE, read_config, write_config
+from .data import load_run_data
+from .log import read_log
+from .optim import make_optimizer
+from .schedule import phase_at, stagewise_schedule
+from .step import OutlierFilter, kernel_errors, training_step
+
+__all__ = ["Trainer", "TrainingResult", "train"]
+
+
+class Trainer:
+    """Runs, checkpoints and resumes a training run in a folder.
+
+    Parameters
+    ----------
+    run_dir : path-like
+    config : dict
+        JSON-serialisable; see :func:`refdeblur.training.default_config`.
+    batch_source : callable
+        ``batch_source(rng, batch_size) -> (blurry (N, c, c), kernels (N, m, m))``;
+        must draw all randomness from ``rng``.
+    validation : tuple of ndarray
+        Fixed ``(blurry, kernels)`` for periodic validation.
+    """
+
+    def __init__(self, run_dir, config, batch_source, validation):
+        self.run_dir = Path(run_dir)
+        self.config = config
+        self.batch_source = batch_source
+        self.validation = validation
+        self.checkpoint_path = self.run_dir / CHECKPOINT_FILE
+        self.log_path = self.run_dir / LOG_FILE
+        self.stop_requested = False
+
+    # -- state ---------------------------------------------------------------
+    def initialise(self):
+        """Fresh network, optimiser, generator and outlier filter."""
+        config = self.config
+        seed = config["seed"]
+        net = build_network(config["kernel_size"], rng=np.random.default_rng(seed),
+                            dtype=np.dtype(config.get("dtype", "float64")),
+                            **config["architecture"])
+        if config.get("base_model"):
+            base, _, _ = read_model_file(config["base_model"])
+            for name, value in base.params.items():
+                if name not in net.params or net.params[name].shape != value.shape:
+                    raise ValueError(f"base model parameter {name} does not fit "
+                                     f"the network being trained")
+                net.params[name] = value.astype(net.dtype).copy()
+        self.net = net
+        self.optimizer = make_optimizer(config["optimizer"])
+        self.rng = np.random.default_rng([seed, 1])   # data stream, separate from init
+        self.outliers = OutlierFilter(**config["outliers"])
+        self.step = 0
+        self.elapsed = 0.0
+
+    def save_checkpoint(self):
+        """Write the complete state atomically."""
+        state = {
+            "step": self.step,
+            "elapsed_seconds": self.elapsed,
+            "rng_state": self.rng.bit_generator.state,
+            "outliers": dataclasses.asdict(self.outliers),
+            "config": self.config,
+        }
+        save_model(self.net, self.checkpoint_path,
+                   metadata={"training_state": state},
+                   extra_arrays=self.optimizer.state_arrays())
+
+    def load_checkpoint(self):
+        """Restore the state written by :meth:`save_checkpoint`."""
+        net, header, extra = read_model_file(self.checkpoint_path)
+        state = header["metadata"]["training_state"]
+        self.net = net
+        self.optimizer = make_optimizer(self.config["optimizer"])
+        self.optimizer.load_state_arrays(extra)
+        self.rng = np.random.default_rng()
+        self.rng.bit_generator.state = state["rng_state"]
+        self.outliers = OutlierFilter(**state["outliers"])
+        self.step = int(state["step"])
+        self.elapsed = float(state["elapsed_seconds"])
+        self._discard_work_after_checkpoint()
+
+    def _discard_work_after_checkpoint(self):
+        """Forget what a killed process did after its last checkpoint.
+
+        Those steps will be recomputed identically, so their log records are
+        dropped (they would otherwise appear twice), and so is a temporary
+        file of a checkpoint that was being written when the process died.
+        """
+        for leftover in self.run_dir.glob(f".{self.checkpoint_path.name}.*.tmp"):
+            leftover.unlink()
+        if self.log_path.exists():
+            kept = [json.dumps(record) for record in read_log(self.log_path)
+                    if record.get("step", 0) <= self.step]
+            temporary = self.log_path.with_name(f".{self.log_path.name}.tmp")
+            temporary.write_text("".join(line + "\n" for line in kept),
+                                 encoding="utf-8")
+            os.replace(temporary, self.log_path)
+
+    # -- logging ---------------------------------------------------------------
+    def log(self, record):
+        """Append one record to ``log.jsonl``."""
+        with open(self.log_path, "a", encoding="utf-8") as stream:
+            stream.write(json.dumps(record) + "\n")
+
+    def validate(self, phase):
+        """Mean squared kernel error of the validation set."""
+        blurry, kernels = self.validation
+        errors = kernel_errors(self.net, blurry, kernels, n_stages=phase.n_stages)
+        return float(np.mean(errors))
+
+    # -- the loop --------------------------------------------------------------
+    def run(self, total_steps, *, progress=None, checkpoint_seconds=300.0,
+            stop_signals=()):
+        """Train up to ``total_steps`` (global), checkpointing on the way.
+
+        Parameters
+        ----------
+        total_steps : int
+            Global step at which the run stops.
+        progress : callable, optional
+            Called after every step as ``progress(step, running_loss,
+            validation_error)``.
+        checkpoint_seconds : float, optional
+            Wall time between two checkpoints; one is also written at the end.
+        stop_signals : tuple of signal.Signals, optional
+            Signals that end the run gracefully (the current step finishes,
+            a checkpoint is written) while it lasts; handled only in the
+            main thread, where Python delivers signals.
+
+        Returns
+        -------
+        float
+            The last validation error (NaN if none was computed).
+        """
+        # one BLAS thread for the batches and the validation too (see training_step)
+        with self._stopping_on(stop_signals), one_blas_thread():
+            return self._run(total_steps, progress, checkpoint_seconds)
+
+    @contextlib.contextmanager
+    def _stopping_on(self, signals):
+        if not signals or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def request_stop(signum, frame):
+            self.stop_requested = True
+
+        previous = {number: signal.signal(number, request_stop) for number in signals}
+        try:
+            yield
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, signal.SIG_DFL if handler is None else handler)
+
+    def _run(self, total_steps, progress, checkpoint_seconds):
+        config = self.config
+        phases = self.phases()
+        last_checkpoint = time.monotonic()
+        validation_error = math.nan
+        running_loss = None
+        while self.step < total_steps and not self.stop_requested:
+            phase = phase_at(phases, self.step)
+            started = time.monotonic()
+            blurry, kernels = self.batch_source(self.rng, config["batch_size"])
+            losses, keep = training_step(self.net, self.optimizer, self.outliers,
+                                         blurry, kernels, phase)
+            self.step += 1
+            self.elapsed += time.monotonic() - started
+            batch_loss = float(np.mean(losses))
+            running_loss = (batch_loss if running_loss is None
+                            else 0.98 * running_loss + 0.02 * batch_loss)
+            record = {"step": self.step, "loss": batch_loss,
+                      "skipped": int(len(keep) - keep.sum()),
+                      "n_stages": phase.n_stages, "elapsed": round(self.elapsed, 3)}
+            if (self.step % config["validate_every"] == 0
+                    or self.step == total_steps):
+                validation_error = self.validate(phase)
+                record["validation"] = validation_error
+            if self.step % config["log_every"] == 0 or "validation" in record:
+                self.log(record)
+            if progress is not None:
+                progress(self.step, running_loss, validation_error)
+            if time.monotonic() - last_checkpoint >= checkpoint_seconds:
+                self.save_checkpoint()
+                last_checkpoint = time.monotonic()
+        self.save_checkpoint()
+        return validation_error
+
+    def phases(self):
+        """The stage-wise schedule of this run (:func:`stagewise_schedule`)."""
+        config = self.config
+        n_scales = len(self.net.architecture.kernel_sizes)
+        return stagewise_schedule(
+            config["stage_steps"], config["frozen_steps"],
+            self.net.architecture.n_stages, f"scale{n_scales}.",
+            train_coarse_at_end=config["train_coarse_at_end"],
+            coarse_prefixes=tuple(f"scale{j}." for j in range(1, n_scales)))
+
+
+class TrainingResult(NamedTuple):
+    """What :func:`train` returns.
+
+    Attributes
+    ----------
+    step : int
+        The global step reached.
+    validation_error : float
+        The last validation error of this call (NaN if none was computed).
+    stopped : bool
+        True if a signal ended the run before ``steps``.
+    checkpoint : pathlib.Path
+        The run's checkpoint.
+    """
+
+    step: int
+    validation_error: float
+    stopped: bool
+    checkpoint: Path
+
+
+def train(config=None, *, out_dir, steps, resume=False, progress=False,
+          checkpoint_seconds=300.0):
+    """Train a network, or continue a run, in the folder ``out_dir``.
+
+    A new run writes ``config.json`` and a first checkpoint once its data
+    are loaded and its network built. SIGINT and SIGTERM (in the main
+    thread) end the run gracefully with a checkpoint; ``resume=True`` then
+    continues it exactly.
+
+    Parameters
+    ----------
+    config : dict or None
+        The configuration of a new run
+        (:func:`refdeblur.training.default_config`, with ``images`` set);
+        None when resuming, which uses the run's ``config.json``.
+    out_dir : path-like
+        The run folder.
+    steps : int
+        Global step up to which to train (a resumed run continues to this
+        total).
+    resume : bool, optional
+        Continue from the checkpoint in ``out_dir``.
+    progress : bool or callable, optional
+        True draws a progress bar on stderr; a callable is called after
+        every step as ``progress(step, running_loss, validation_error)``.
+    checkpoint_seconds : float, optional
+        Wall time between two checkpoints.
+
+    Returns
+    -------
+    TrainingResult
+
+    Raises
+    ------
+    ValueError
+        For a bad argument or configuration, or too few usable images.
+    FileNotFoundError
+        If ``resume`` finds no run in ``out_dir``.
+    FileExistsError
+        If a new run would overwrite one in ``out_dir``.
+    """
+    run_dir = Path(out_dir)
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    if resume:
+        if config is not None:
+            raise ValueError("a resumed run uses its own config.json; pass config=None")
+        if not (run_dir / CHECKPOINT_FILE).is_file() or not (run_dir / CONFIG_FILE).is_file():
+            raise FileNotFoundError(f"nothing to resume in {run_dir} (no "
+                                    f"{CHECKPOINT_FILE} and {CONFIG_FILE})")
+        config = read_config(run_dir)
+    else:
+        if config is None:
+            raise ValueError("a new run needs a config (see default_config)")
+        if config.get("images") is None:
+            raise ValueError("the config names no image folder (config['images'])")
+        if (run_dir / CHECKPOINT_FILE).exists():
+            raise FileExistsError(f"{run_dir} already holds a run; resume it or "
+                                  f"choose another folder")
+    # One BLAS thread throughout: the validation kernels (a Cholesky factor)
+    # and every step then round the same whatever the machine.
+    with one_blas_thread():
+        data = load_run_data(config)
+        trainer = Trainer(run_dir, config, data.batch_source, data.validation)
+        if resume:
+            trainer.load_checkpoint()
+        else:
+            trainer.initialise()
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_config(run_dir, config)
+            trainer.save_checkpoint()
+        with _progress_callback(progress, steps, trainer.step) as callback:
+            error = trainer.run(steps, progress=callback,
+                                checkpoint_seconds=checkpoint_seconds,
+                                stop_signals=(signal.SIGTERM, signal.SIGINT))
+    return TrainingResult(trainer.step, error, trainer.stop_requested,
+                          trainer.checkpoint_path)
+
+
+@contextlib.contextmanager
+def _progress_callback(progress, total, initial):
+    """The ``progress`` argument of :func:`train` as a callback (or None)."""
+    if callable(progress) or not progress:
+        yield progress or None
+        return
+    bar = tqdm(total=total, initial=min(initial, total), unit="step",
+               dynamic_ncols=True, file=sys.stderr)
+
+    def update(step, loss, validation_error):
+        bar.update(step - bar.n)
+        bar.set_postfix(loss=f"{loss:.3g}", val=f"{validation_error:.3g}")
+
+    try:
+        yield update
+    finally:
+        bar.close()
