@@ -10,6 +10,7 @@ colour PNGs as 8-bit and cannot write them.
 arrays into floating point; every module that accepts images calls it.
 """
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -320,3 +321,30 @@ def give_default_permissions(path):
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(path, 0o666 & ~umask)
+
+
+def write_json(path, document):
+    """Write ``document`` as indented JSON, atomically; creates the folder.
+
+    The file appears complete or not at all (written to a temporary file in
+    the same folder, then renamed), with the permissions of a plainly
+    created file.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        Destination.
+    document : object
+        Anything :func:`json.dump` accepts.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        give_default_permissions(temporary)
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            json.dump(document, stream, indent=1)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

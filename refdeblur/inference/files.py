@@ -9,9 +9,6 @@ temporary file and renamed, so there is never a partial output; an existing
 file is replaced only when asked, and an input never.
 """
 
-import json
-import os
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -20,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._version import __version__
-from ..image_io import find_images, give_default_permissions, read_image_raw, write_image
+from ..image_io import find_images, read_image_raw, write_image, write_json
 from ..models import model_sha256
 from .pipeline import DeblurWarning, deblur
 from .refinement import refinement_mode
@@ -289,13 +286,4 @@ def report_header(model, model_path, *, kernel_size, method, noise_std, max_wind
 
 def write_report(path, report):
     """Write the report as indented JSON, atomically; creates the folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        give_default_permissions(temporary)
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(report, stream, indent=1)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_json(path, report)

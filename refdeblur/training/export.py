@@ -1,14 +1,11 @@
 """From a training run to a compact model file and its recipe."""
 
 import dataclasses
-import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from ..image_io import give_default_permissions
+from ..image_io import write_json
 from ..model_io import read_model_file, save_model
 from ..network import Network
 from .config import CHECKPOINT_FILE, CONFIG_FILE, LOG_FILE, read_config, training_command
@@ -123,19 +120,5 @@ def export_run(run_dir, out_path, *, n_stages=None):
         # A run continued by hand with changed settings says so in its
         # config; the command above then only describes its last part.
         recipe["note"] = config["note"]
-    _write_json(recipe_path(out_path), recipe)
+    write_json(recipe_path(out_path), recipe)
     return net, recipe
-
-
-def _write_json(path, document):
-    """Write JSON atomically, with the permissions of a normally created file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        give_default_permissions(temporary)
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(document, stream, indent=1)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
