@@ -32,6 +32,7 @@ import numpy as np
 from scipy import special
 
 from ._engine.camera_shake import lower_triangular_product
+from ._engine.threads import one_blas_thread
 
 __all__ = [
     "check_kernel_size",
@@ -146,12 +147,15 @@ def matern_covariance(t1, t2, *, length_scale=LENGTH_SCALE,
 
 
 @functools.lru_cache(maxsize=16)
+@one_blas_thread()
 def _cholesky_factor(n_samples, length_scale, signal_std, nu):
     """Lower Cholesky factor of the GP covariance on ``linspace(0, 1, n)``.
 
     Cached because the factorisation (O(n³), ~30 ms for n = 1000) dominates
     the cost of a kernel otherwise; the returned array is read-only so that
-    no caller can corrupt the cache.
+    no caller can corrupt the cache. Computed with BLAS on one thread: a
+    multi-threaded factorisation rounds differently, and the sampled kernels
+    must not depend on the thread settings of the first call.
     """
     t = np.linspace(0.0, 1.0, n_samples)
     cov = matern_covariance(t[:, None], t[None, :], length_scale=length_scale,
