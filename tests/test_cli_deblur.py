@@ -15,6 +15,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
+from refdeblur._engine import NUMBA_WARNING
 from refdeblur.cli import main
 from refdeblur.image_io import read_image, read_image_raw, write_image
 from refdeblur.inference import DeblurWarning, estimate_kernel
@@ -46,7 +47,8 @@ def _run(args, cwd=None):
     """The installed command in a fresh process: what a user sees."""
     return subprocess.run([sys.executable, "-m", "refdeblur", *map(str, args)],
                           capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, "PYTHONWARNINGS": "error"})
+                          env={**os.environ, "PYTHONWARNINGS":
+                               f"error,ignore:{NUMBA_WARNING}:RuntimeWarning"})
 
 
 def _files(folder):
