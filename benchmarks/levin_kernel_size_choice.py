@@ -17,8 +17,8 @@ import warnings
 import numpy as np
 
 from refdeblur import DeblurWarning, estimate_kernel
-from refdeblur.evaluation.levin import (deconvolve_for_benchmark, image_scores, load_case,
-                                        read_index)
+from refdeblur.evaluation.levin import (deconvolve_for_benchmark, find_cases, image_scores,
+                                        load_case)
 
 SIZES = (17, 25, 33)
 MARGINS = (0, 1, 2, 3)
@@ -37,7 +37,7 @@ def main(argv=None):
     parser.add_argument("--data", required=True)
     args = parser.parse_args(argv)
     ratios = {key: [] for key in [*SIZES, *(f"margin {m}" for m in MARGINS)]}
-    for row in read_index(args.data):
+    for row in find_cases(args.data):
         blurry, sharp, true_kernel = load_case(args.data, row)
         ssd_true = image_scores(deconvolve_for_benchmark(blurry, true_kernel), sharp)["ssd"]
         with warnings.catch_warnings():

@@ -1,5 +1,5 @@
-"""Shared fixtures (an explicit random generator, the optional shared data) and
-the ``requires_numba`` marker."""
+"""Shared fixtures (an explicit random generator, the data sets outside the
+repository) and the ``requires_numba`` marker."""
 
 import os
 from pathlib import Path
@@ -10,10 +10,22 @@ import pytest
 from refdeblur._engine import HAVE_NUMBA
 
 # The benchmark and training data live outside the repository (research-use
-# data sets that must not be copied in). Tests that need them skip cleanly.
-SHARED_DATA = Path(os.environ.get(
-    "REFDEBLUR_SHARED_DATA",
-    Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+# data sets that must not be copied in); two environment variables point at
+# them, and tests that need them skip, naming the variable.
+_BESIDE_THE_REPOSITORY = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+#: Levin et al. 2009's data: the folder of its ``im0?_ker0?.mat`` files
+#: (``im0?_flit0?.mat`` as the authors name them), or a converted folder
+#: whose ``original_mat/`` holds them.
+LEVIN_DATA = Path(os.environ.get("REFDEBLUR_LEVIN_DATA",
+                                 _BESIDE_THE_REPOSITORY / "levin2009"))
+
+#: A folder of natural images for training pairs.
+TRAIN_DATA = Path(os.environ.get("REFDEBLUR_TRAIN_DATA",
+                                 _BESIDE_THE_REPOSITORY / "train"))
+
+def _holds_levin_files(folder):
+    return any(folder.glob("im*_ker*.mat")) or any(folder.glob("im*_flit*.mat"))
 
 
 def pytest_runtest_setup(item):
@@ -35,11 +47,38 @@ def rng():
 
 
 @pytest.fixture
-def shared_data():
-    """Path to ``../shared/data``; skips the test where it is absent."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared data not found at {SHARED_DATA}")
-    return SHARED_DATA
+def levin_data():
+    """The folder of Levin et al.'s ``.mat`` files (``REFDEBLUR_LEVIN_DATA``).
+
+    A converted folder is accepted too: its ``original_mat/`` is returned.
+    Skips the test where neither is found.
+    """
+    for folder in (LEVIN_DATA, LEVIN_DATA / "original_mat"):
+        if folder.is_dir() and _holds_levin_files(folder):
+            return folder
+    pytest.skip(f"Levin et al. 2009 data not found at {LEVIN_DATA}: set "
+                f"REFDEBLUR_LEVIN_DATA to the folder of im0?_ker0?.mat files")
+
+
+@pytest.fixture
+def levin_converted_data():
+    """A converted Levin folder (``index.csv``, ``x/``, ``y/``, ``kernels/``,
+    ``original_mat/``) at ``REFDEBLUR_LEVIN_DATA``; skips the test elsewhere."""
+    if not (LEVIN_DATA / "index.csv").is_file():
+        pytest.skip(f"no converted Levin et al. 2009 folder (with index.csv) at "
+                    f"{LEVIN_DATA}: set REFDEBLUR_LEVIN_DATA to one; the benchmark "
+                    f"itself needs only the folder of im0?_ker0?.mat files")
+    return LEVIN_DATA
+
+
+@pytest.fixture
+def train_data():
+    """The training images' folder (``REFDEBLUR_TRAIN_DATA``); skips the
+    test where it is absent."""
+    if not TRAIN_DATA.is_dir():
+        pytest.skip(f"training images not found at {TRAIN_DATA}: set "
+                    f"REFDEBLUR_TRAIN_DATA to a folder of natural images")
+    return TRAIN_DATA
 
 
 # -- optional record of every gradient check (benchmarks/gradcheck_report.py)

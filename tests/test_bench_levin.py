@@ -1,20 +1,28 @@
-"""``refdeblur bench levin``: outputs, bounds, summaries and bad input.
+"""``refdeblur bench levin``: the data as distributed, outputs, bounds,
+summaries and bad input.
 
 The scoring runs on two of the 32 cases to stay fast; the full benchmark is
-run by hand (``refdeblur bench levin --data DIR``).
+run by hand (``refdeblur bench levin --data DIR``). The data are found
+through ``REFDEBLUR_LEVIN_DATA`` (see ``conftest.py``).
 """
 
 import argparse
 import csv
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.io
 
 from refdeblur.cli.bench import add_bench_parser, main_levin
-from refdeblur.evaluation.levin import (CSV_COLUMNS, METHODS, OUTPUT_FILES, BenchError,
+from refdeblur.evaluation.levin import (CSV_COLUMNS, DEFAULT_OUT_DIR, METHODS,
+                                        OUTPUT_FILES, BenchError,
                                         available_shipped_sizes, choose_kernel_size,
-                                        run_levin)
+                                        find_cases, load_case, run_levin,
+                                        select_cases)
+from refdeblur.image_io import read_image
 from refdeblur.models import model_sha256, shipped_model_path
 
 TWO_CASES = ("im01_ker01", "im02_ker05")     # true kernels of 19 and 13 px
@@ -22,14 +30,6 @@ TWO_CASES = ("im01_ker01", "im02_ker05")     # true kernels of 19 and 13 px
 # One two-case run is shared by the tests that only read its outputs (each
 # run costs a few seconds); keyed by nothing, filled on first use.
 _SHARED_RUN = {}
-
-
-@pytest.fixture
-def levin_data(shared_data):
-    folder = shared_data / "levin2009"
-    if not (folder / "index.csv").is_file():
-        pytest.skip(f"Levin et al. 2009 data not found at {folder}")
-    return folder
 
 
 @pytest.fixture
@@ -47,6 +47,83 @@ def two_case_run(levin_data, tmp_path_factory, capsys):
 def _read_cases(path):
     with open(path, newline="", encoding="utf-8") as stream:
         return list(csv.DictReader(stream))
+
+
+# ---------------------------------------------------------------------------
+# the data as distributed
+
+def test_mat_files_match_the_converted_layout(levin_converted_data):
+    # The .mat reading against the converted folder's files, written by a
+    # separate conversion: x and y are its 16-bit PNGs before rounding (so
+    # within 0.5/65535), the kernel is its kernel*_conv.npy bit for bit, which
+    # fixes the orientation (f is a correlation kernel).
+    cases = {case["file"]: case for case in find_cases(levin_converted_data)}
+    for name in TWO_CASES:
+        blurry, sharp, kernel = load_case(levin_converted_data, cases[name])
+        for image, folder in ((blurry, "y"), (sharp, "x")):
+            png = read_image(levin_converted_data / folder / f"{name}_{folder}.png")
+            assert image.flags.c_contiguous and image.dtype == np.float64
+            assert np.array_equal(np.round(image * 65535) / 65535, png), (name, folder)
+            assert np.abs(image - png).max() <= 0.5 / 65535
+        conv = np.load(levin_converted_data / "kernels"
+                       / f"kernel{cases[name]['kernel']}_conv.npy")
+        assert np.array_equal(kernel, conv / conv.sum()), name
+
+
+def test_converted_folder_reads_the_same_arrays(levin_converted_data, levin_data):
+    # Bit for bit: a converted folder is read through the .mat files its
+    # index.csv names (its PNGs are rounded to 16 bits).
+    mat_folder = levin_data
+    from_index = select_cases(find_cases(levin_converted_data), TWO_CASES)
+    from_mat = select_cases(find_cases(mat_folder), TWO_CASES)
+    assert [case["file"] for case in from_index] == [case["file"] for case in from_mat]
+    for converted, distributed in zip(from_index, from_mat):
+        assert (converted["image"], converted["kernel"]) == (
+            distributed["image"], distributed["kernel"])
+        for a, b in zip(load_case(levin_converted_data, converted),
+                        load_case(mat_folder, distributed)):
+            assert a.dtype == b.dtype and np.array_equal(a, b)
+
+
+def test_converted_folder_gives_the_same_rows(levin_converted_data, two_case_run,
+                                              tmp_path, capsys):
+    out = tmp_path / "converted"
+    assert main_levin(["--data", str(levin_converted_data), "--out", str(out),
+                       "--cases", ",".join(TWO_CASES)]) == 0, capsys.readouterr().err
+    timeless = [[value for key, value in row.items() if key != "seconds"]
+                for row in _read_cases(out / "cases.csv")]
+    assert timeless == [[value for key, value in row.items() if key != "seconds"]
+                        for row in _read_cases(two_case_run["out"] / "cases.csv")]
+
+
+def test_authors_file_names_are_read(levin_data, tmp_path):
+    # im0{i+4}_flit0{j}.mat, as the authors name the files, is case im0{i}_ker0{j}.
+    renamed = {"im01_ker01": "im05_flit01.mat", "im02_ker05": "im06_flit05.mat"}
+    cases = {case["file"]: case for case in find_cases(levin_data)}
+    for name, authors_name in renamed.items():
+        shutil.copy(levin_data / cases[name]["mat_file"], tmp_path / authors_name)
+    (tmp_path / "sizeL.mat").write_bytes(b"not a case")       # ignored
+    found = find_cases(tmp_path)
+    assert [(c["file"], c["image"], c["kernel"], c["mat_file"]) for c in found] == [
+        ("im01_ker01", 1, 1, "im05_flit01.mat"), ("im02_ker05", 2, 5, "im06_flit05.mat")]
+    for case in found:
+        for a, b in zip(load_case(tmp_path, case), load_case(levin_data, cases[case["file"]])):
+            assert np.array_equal(a, b)
+    assert select_cases(found, ["im05_flit01", "im01_ker01"]) == [found[0]]
+    shutil.copy(tmp_path / "im05_flit01.mat", tmp_path / "im01_ker01.mat")
+    with pytest.raises(BenchError, match="both case im01_ker01"):
+        find_cases(tmp_path)
+
+
+def test_default_out_dir_is_a_new_folder_here(levin_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run_levin(levin_data, cases=[TWO_CASES[1]], progress=False,
+                       command_line="test")
+    assert result["out_dir"] == DEFAULT_OUT_DIR == Path("levin-results")
+    assert sorted(path.name for path in (tmp_path / "levin-results").iterdir()) == sorted(
+        OUTPUT_FILES)
+    with pytest.raises(BenchError, match="--overwrite"):
+        run_levin(levin_data, cases=[TWO_CASES[1]], progress=False)
 
 
 def test_run_writes_every_output_and_prints_the_summary(two_case_run):
@@ -135,9 +212,33 @@ def _assert_one_line_error(argv, tmp_path, capsys):
 
 @pytest.mark.parametrize("folder", ["nowhere", "."])
 def test_bad_data_folder_gives_one_line_and_status_2(folder, tmp_path, capsys):
-    # "." is a folder that exists but holds no index.csv
+    # "." is a folder that exists but holds no case file
     _assert_one_line_error(["--data", str(tmp_path / folder), "--out",
                             str(tmp_path / "out")], tmp_path, capsys)
+
+
+def test_folder_above_the_data_names_it(tmp_path):
+    (tmp_path / "Levin09blurdata").mkdir()
+    (tmp_path / "Levin09blurdata" / "im05_flit01.mat").write_bytes(b"")
+    with pytest.raises(BenchError, match="Levin09blurdata, pass that folder"):
+        find_cases(tmp_path)
+
+
+@pytest.mark.parametrize("content", ["garbage", "no kernel", "integer image"])
+def test_bad_mat_file_gives_one_line_and_status_2(content, tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    path = data / "im01_ker01.mat"
+    image = np.full((31, 31), 0.5)
+    if content == "garbage":
+        path.write_bytes(b"not a MATLAB file" * 20)
+    elif content == "no kernel":
+        scipy.io.savemat(path, {"x": image, "y": image})
+    else:
+        scipy.io.savemat(path, {"x": image, "y": np.full((31, 31), 128, np.uint8),
+                                "f": np.ones((3, 3)) / 9})
+    _assert_one_line_error(["--data", str(data), "--out", str(tmp_path / "out")],
+                           tmp_path, capsys)
 
 
 def test_unknown_case_gives_one_line_and_status_2(levin_data, tmp_path, capsys):

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import scipy.io
 import skimage.data
 from scipy.ndimage import convolve, gaussian_filter
 from scipy.signal import fftconvolve
@@ -10,6 +9,7 @@ from scipy.signal import fftconvolve
 from refdeblur._engine import deconvolution as engine
 from refdeblur.deconvolution import (METHODS, deconvolve, estimate_noise_std,
                                      shrink, shrink_threshold)
+from refdeblur.evaluation.levin import find_cases, load_case
 
 SIGMA = 0.01
 
@@ -335,18 +335,14 @@ def psnr_up_to_integer_shift(estimate, truth, crop=15, max_shift=5):
     return 10 * np.log10(1.0 / best)
 
 
-def test_levin_benchmark_with_true_kernels(shared_data):
-    root = shared_data / "levin2009"
+def test_levin_benchmark_with_true_kernels(levin_data):
     gains, psnrs = [], []
-    for j in range(1, 9):
-        kernel = np.load(root / "kernels" / f"kernel{j}_conv.npy")
-        for i in range(1, 5):
-            mat = scipy.io.loadmat(root / "original_mat" / f"im0{i}_ker0{j}.mat")
-            x, y = mat["x"], mat["y"]
-            p_blurry = psnr_up_to_integer_shift(y, x)
-            p = psnr_up_to_integer_shift(deconvolve(y, kernel), x)
-            gains.append(p - p_blurry)
-            psnrs.append(p)
+    for case in find_cases(levin_data):
+        y, x, kernel = load_case(levin_data, case)
+        p_blurry = psnr_up_to_integer_shift(y, x)
+        p = psnr_up_to_integer_shift(deconvolve(y, kernel), x)
+        gains.append(p - p_blurry)
+        psnrs.append(p)
     # measured: mean 32.34 dB (blurry 22.91 dB), smallest gain 7.8 dB
     assert np.mean(psnrs) > 31.5
     assert min(gains) > 5.0

@@ -426,10 +426,10 @@ def test_validation_messages():
 # --------------------------------------------------------------------------
 # the Levin et al. benchmark (skips without the shared data)
 
-def test_levin_sharp_vs_blurred(shared_data):
+def test_levin_sharp_vs_blurred(levin_converted_data):
     from skimage import io
 
-    root = shared_data / "levin2009"
+    root = levin_converted_data
     x_path = root / "x" / "im01_ker01_x.png"
     y_path = root / "y" / "im01_ker01_y.png"
     if not (x_path.is_file() and y_path.is_file()):

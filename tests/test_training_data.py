@@ -202,10 +202,8 @@ def test_bad_arguments(natural_images, rng):
         make_pair(natural_images[0], 32, 9, 0)
 
 
-def test_real_training_images(shared_data):
-    folder = shared_data / "train"
-    if not folder.is_dir():
-        pytest.skip(f"no training images at {folder}")
+def test_real_training_images(train_data):
+    folder = train_data
     paths = find_images(folder)
     assert len(paths) >= 3, f"only {len(paths)} images in {folder}"
     # A few of each subset (the sorted order groups them by folder).

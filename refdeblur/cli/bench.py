@@ -10,16 +10,20 @@ import shlex
 import sys
 from pathlib import Path
 
-from ..evaluation.levin import BenchError, run_levin
+from ..evaluation.levin import DEFAULT_OUT_DIR, BenchError, run_levin
 from .errors import fail
 
 __all__ = ["add_bench_parser", "main_levin"]
 
 BENCH_EXAMPLES = """\
+data: LevinEtalCVPR09Data from Anat Levin's web page (Levin, Weiss, Durand,
+Freeman, "Understanding and evaluating blind deconvolution algorithms",
+CVPR 2009); --data is the folder of its .mat files once unpacked.
+
 examples:
-  refdeblur bench levin --data ~/data/levin2009
-  refdeblur bench levin --data ~/data/levin2009 --kernel-size 25 --out results/
-  refdeblur bench levin --data ~/data/levin2009 --cases im01_ker01,im02_ker05
+  refdeblur bench levin --data ~/data/Levin09blurdata
+  refdeblur bench levin --data ~/data/Levin09blurdata --kernel-size 25 --out k25/
+  refdeblur bench levin --data ~/data/Levin09blurdata --cases im01_ker01,im02_ker05
 """
 
 LEVIN_DESCRIPTION = (
@@ -39,12 +43,14 @@ def _kernel_size_argument(text):
 
 def _add_levin_arguments(parser):
     parser.add_argument("--data", type=Path, required=True, metavar="DIR",
-                        help="the Levin et al. 2009 data folder (with index.csv, "
-                             "x/, y/, kernels/)")
+                        help="folder of Levin et al.'s 32 files im0?_ker0?.mat "
+                             "or, as the authors name them, im0?_flit0?.mat "
+                             "(variables x, y, f); a converted folder whose "
+                             "index.csv names them is read too")
     parser.add_argument("--out", type=Path, metavar="OUT_DIR",
-                        help="output folder (default benchmarks/results/"
-                             "levin-<commit> inside the git checkout, else "
-                             "./levin-results)")
+                        help=f"output folder (default ./{DEFAULT_OUT_DIR}); "
+                             f"result files already there are replaced only "
+                             f"with --overwrite")
     parser.add_argument("--kernel-size", type=_kernel_size_argument, default="auto",
                         metavar="{auto,17,25,33}",
                         help="network window: auto (default) = per case the "
@@ -55,7 +61,8 @@ def _add_levin_arguments(parser):
                              "shipped networks")
     parser.add_argument("--cases", metavar="NAMES",
                         help="comma-separated case names (e.g. "
-                             "im01_ker01,im02_ker05); default all 32")
+                             "im01_ker01,im02_ker05; the authors' im05_flit01 "
+                             "is im01_ker01); default all 32")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace result files already in the output folder")
 

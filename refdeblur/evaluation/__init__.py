@@ -5,8 +5,10 @@ benchmark (``refdeblur bench levin``); :mod:`refdeblur.evaluation.reporting`
 writes its tables, plot and files.
 """
 
-from .levin import (CSV_COLUMNS, METHODS, OUTPUT_FILES, BenchError,
-                    choose_kernel_size, run_levin, summarise)
+from .levin import (CSV_COLUMNS, DEFAULT_OUT_DIR, METHODS, OUTPUT_FILES,
+                    BenchError, choose_kernel_size, find_cases, load_case,
+                    run_levin, summarise)
 
-__all__ = ["BenchError", "CSV_COLUMNS", "METHODS", "OUTPUT_FILES",
-           "choose_kernel_size", "run_levin", "summarise"]
+__all__ = ["BenchError", "CSV_COLUMNS", "DEFAULT_OUT_DIR", "METHODS",
+           "OUTPUT_FILES", "choose_kernel_size", "find_cases", "load_case",
+           "run_levin", "summarise"]

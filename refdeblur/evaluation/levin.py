@@ -16,7 +16,8 @@ A last row, ``blurry_input``, scores the blurry image ``y`` as it is (no
 processing at all), the number usually quoted as "no deblurring" in papers.
 
 The data set is not part of the package; :func:`run_levin` takes the folder
-holding ``index.csv``, ``x/``, ``y/`` and ``kernels/``. The protocol choices
+of Levin et al.'s ``.mat`` files as the authors distribute them (see
+:func:`find_cases`), converting them in memory. The protocol choices
 are described in ``derivations/bench_levin.md``; the tables, the plot and the
 files written are made by :mod:`refdeblur.evaluation.reporting`.
 """
@@ -24,6 +25,7 @@ files written are made by :mod:`refdeblur.evaluation.reporting`.
 import csv
 import datetime
 import math
+import re
 import shlex
 import sys
 import time
@@ -31,10 +33,10 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import scipy.io
 
 from .. import __version__
 from ..deconvolution import deconvolve
-from ..image_io import read_image
 from ..inference import DeblurWarning, estimate_kernel
 from ..kernels import delta_kernel
 from ..metrics import (kernel_error_up_to_shift, psnr_up_to_shift,
@@ -42,11 +44,12 @@ from ..metrics import (kernel_error_up_to_shift, psnr_up_to_shift,
 from ..model_io import load_model
 from ..models import (SHIPPED_KERNEL_SIZES, load_shipped_model, model_sha256,
                       shipped_model_path)
-from .reporting import (OUTPUT_FILES, default_out_dir, machine_info,
-                        provenance, report_files, summary_table, write_files)
+from .reporting import (OUTPUT_FILES, machine_info, provenance, report_files,
+                        summary_table, write_files)
 
 __all__ = ["BenchError", "run_levin", "choose_kernel_size", "summarise",
-           "method_labels", "read_index", "select_cases", "load_case",
+           "method_labels", "find_cases", "find_mat_cases", "read_index",
+           "select_cases", "load_case", "DEFAULT_OUT_DIR",
            "available_shipped_sizes", "deconvolve_for_benchmark",
            "image_scores", "METHODS", "CSV_COLUMNS", "OUTPUT_FILES"]
 
@@ -81,9 +84,21 @@ KERNEL_SIZE_RULE = (
 # Error-ratio thresholds reported by Levin et al. (share of cases at or below).
 ER_THRESHOLDS = (2.0, 3.0)
 
-# Columns of index.csv that the benchmark reads.
-INDEX_COLUMNS = {"file", "image", "kernel", "kernel_size", "x_png", "y_png",
-                 "kernel_conv_npy"}
+#: Levin et al.'s case files: ``im05_flit01.mat`` as the authors name them,
+#: ``im01_ker01.mat`` as public copies rename them.
+MAT_FILE_NAME = re.compile(r"im(\d+)_(ker|flit)(\d+)\.mat")
+
+# The authors number their four images 5 to 8; case names number them 1 to 4.
+AUTHORS_IMAGE_OFFSET = 4
+
+# The variables of a case file: sharp image, blurry image, correlation kernel.
+MAT_VARIABLES = ("x", "y", "f")
+
+#: Output folder when none is given: a new folder in the current directory.
+DEFAULT_OUT_DIR = Path("levin-results")
+
+# Columns of a converted folder's index.csv that the benchmark reads.
+INDEX_COLUMNS = {"file", "image", "kernel", "mat"}
 
 
 class BenchError(ValueError):
@@ -93,20 +108,114 @@ class BenchError(ValueError):
 # ---------------------------------------------------------------------------
 # the data set
 
-def read_index(data_dir):
-    """Cases of the data folder's ``index.csv``.
+def find_cases(data_dir):
+    """Cases of a Levin et al. 2009 data folder, in either layout.
+
+    Two layouts are read, and give the same arrays:
+
+    * the data as the authors distribute them (``LevinEtalCVPR09Data``): one
+      folder of ``.mat`` files with the variables ``x``, ``y`` and ``f``
+      (see :func:`find_mat_cases`);
+    * a converted folder whose ``index.csv`` names each case's ``.mat`` file
+      (see :func:`read_index`); a folder with ``index.csv`` is read so.
 
     Parameters
     ----------
     data_dir : path-like
-        The Levin et al. 2009 data folder.
+        The data folder.
 
     Returns
     -------
     list of dict
-        One dict per case with (at least) the columns ``file``, ``image``,
-        ``kernel``, ``kernel_size``, ``x_png``, ``y_png`` and
-        ``kernel_conv_npy``, in file order.
+        ``{file, image, kernel, mat_file}`` per case: the case name (such as
+        ``'im01_ker01'``), its image and kernel numbers and its ``.mat``
+        file relative to ``data_dir``.
+
+    Raises
+    ------
+    BenchError
+        The folder is missing or holds neither layout.
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise BenchError(f"Levin data folder not found: {data_dir}")
+    if (data_dir / "index.csv").is_file():
+        return read_index(data_dir)
+    cases = find_mat_cases(data_dir)
+    if not cases:
+        nested = sorted({path.parent for path in data_dir.glob("*/*.mat")
+                         if MAT_FILE_NAME.fullmatch(path.name)})
+        hint = f"; they are in {nested[0]}, pass that folder" if nested else ""
+        raise BenchError(f"{data_dir} holds no Levin et al. 2009 data: expected "
+                         f"its files im0?_ker0?.mat or im0?_flit0?.mat{hint}")
+    return cases
+
+
+def find_mat_cases(data_dir):
+    """Cases of a folder of Levin et al.'s ``.mat`` files.
+
+    The authors name their files ``im05_flit01.mat`` to ``im08_flit08.mat``
+    (images 5 to 8, kernels 1 to 8); public copies rename them
+    ``im01_ker01.mat`` to ``im04_ker08.mat``. Both are read, and a case is
+    always named in the second form: ``im0{i+4}_flit0{j}`` is case
+    ``im0{i}_ker0{j}``. Other files (such as ``sizeL.mat``) are ignored.
+
+    Parameters
+    ----------
+    data_dir : path-like
+        The folder holding the ``.mat`` files (not its subfolders).
+
+    Returns
+    -------
+    list of dict
+        ``{file, image, kernel, mat_file}`` per case (see
+        :func:`find_cases`), ordered by image then kernel; empty if the
+        folder holds no such file.
+
+    Raises
+    ------
+    BenchError
+        Two files are the same case, or an authors' file name numbers its
+        image below 5.
+    """
+    cases = {}
+    for path in sorted(Path(data_dir).glob("*.mat")):
+        match = MAT_FILE_NAME.fullmatch(path.name)
+        if match is None:
+            continue
+        number, naming, kernel = int(match[1]), match[2], int(match[3])
+        image = number - AUTHORS_IMAGE_OFFSET if naming == "flit" else number
+        if image < 1:
+            raise BenchError(f"{path}: the authors' files number their images "
+                             f"from {AUTHORS_IMAGE_OFFSET + 1} (im05_flit01.mat)")
+        name = f"im{image:02d}_ker{kernel:02d}"
+        if name in cases:
+            raise BenchError(f"{data_dir}: {cases[name]['mat_file']} and "
+                             f"{path.name} are both case {name}; keep one of them")
+        cases[name] = {"file": name, "image": image, "kernel": kernel,
+                       "mat_file": path.name}
+    return sorted(cases.values(), key=lambda case: (case["image"], case["kernel"]))
+
+
+def read_index(data_dir):
+    """Cases of a converted data folder, from its ``index.csv``.
+
+    A converted folder keeps the authors' ``.mat`` files beside 16-bit PNG
+    copies of ``x`` and ``y``; its ``index.csv`` names each case's ``.mat``
+    file (column ``mat``), which is what the benchmark reads: the rounding
+    to 16 bits is small, but the kernel refinement turns it into a
+    different estimate (derivations/bench_levin.md, "Data").
+
+    Parameters
+    ----------
+    data_dir : path-like
+        A converted data folder.
+
+    Returns
+    -------
+    list of dict
+        ``{file, image, kernel, mat_file}`` per case (see
+        :func:`find_cases`), in file order.
 
     Raises
     ------
@@ -119,8 +228,8 @@ def read_index(data_dir):
         raise BenchError(f"Levin data folder not found: {data_dir}")
     index = data_dir / "index.csv"
     if not index.is_file():
-        raise BenchError(f"{data_dir} is not the Levin et al. 2009 data folder "
-                         f"(no index.csv)")
+        raise BenchError(f"{data_dir} is not a converted Levin et al. 2009 data "
+                         f"folder (no index.csv)")
     try:
         with open(index, newline="", encoding="utf-8") as stream:
             reader = csv.DictReader(stream)
@@ -132,78 +241,104 @@ def read_index(data_dir):
         raise BenchError(f"{index} lacks the column(s) {', '.join(sorted(missing))}")
     if not rows:
         raise BenchError(f"{index} lists no cases")
-    return rows
+    try:
+        return [{"file": row["file"], "image": int(row["image"]),
+                 "kernel": int(row["kernel"]), "mat_file": row["mat"]}
+                for row in rows]
+    except ValueError as error:
+        raise BenchError(f"{index}: {error}") from None
 
 
 def select_cases(rows, names):
-    """The rows of :func:`read_index` named in ``names``.
+    """The cases of :func:`find_cases` named in ``names``.
 
     Parameters
     ----------
     rows : list of dict
-        All cases, as :func:`read_index` returns them.
+        All cases, as :func:`find_cases` returns them.
     names : sequence of str or None
-        Case names such as ``'im01_ker01'``; ``None`` selects every case.
+        Case names such as ``'im01_ker01'`` (for the authors' files, their
+        names without ``.mat``, such as ``'im05_flit01'``, are accepted
+        too); ``None`` selects every case.
 
     Returns
     -------
     list of dict
-        All rows in index order for ``None``, else the named rows in the
+        All rows in their order for ``None``, else the named rows in the
         given order (each once).
 
     Raises
     ------
     BenchError
-        A name is not in the index.
+        A name is not a case of the folder.
     """
     if names is None:
         return rows
     by_name = {row["file"]: row for row in rows}
+    for row in rows:
+        by_name.setdefault(Path(row["mat_file"]).stem, row)
     unknown = [name for name in names if name not in by_name]
     if unknown:
         raise BenchError(f"unknown case(s) {', '.join(unknown)}; names look "
-                         f"like {rows[0]['file']} (see index.csv)")
-    return [by_name[name] for name in dict.fromkeys(names)]
+                         f"like {rows[0]['file']}")
+    chosen = [by_name[name] for name in names]
+    return list({row["file"]: row for row in chosen}.values())
+
+
+def _read_mat_case(path, name):
+    """``y``, ``x`` and ``f`` of one of Levin et al.'s ``.mat`` files."""
+    if not path.is_file():
+        raise BenchError(f"case {name}: missing file {path}")
+    try:
+        contents = scipy.io.loadmat(path, variable_names=MAT_VARIABLES)
+    except (OSError, ValueError, NotImplementedError) as error:
+        raise BenchError(f"case {name}: cannot read {path} ({error})") from None
+    missing = [variable for variable in MAT_VARIABLES if variable not in contents]
+    if missing:
+        raise BenchError(f"case {name}: {path} lacks the variable(s) "
+                         f"{', '.join(missing)} (expected x, y and f)")
+    arrays = []
+    for variable in ("y", "x", "f"):
+        array = contents[variable]
+        if not np.issubdtype(array.dtype, np.floating):
+            raise BenchError(f"case {name}: {variable} in {path} must be floats "
+                             f"in [0, 1], got {array.dtype}")
+        # MATLAB stores arrays column-major; C order as for every other
+        # image, so that no sum's order of terms depends on the file format.
+        arrays.append(np.ascontiguousarray(array, dtype=np.float64))
+    blurry, sharp, correlation_kernel = arrays
+    # y = filter2(f, x) is a correlation with f: the convolution kernel is
+    # f rotated by 180 degrees (derivations/bench_levin.md, "Data").
+    return blurry, sharp, np.ascontiguousarray(correlation_kernel[::-1, ::-1])
 
 
 def load_case(data_dir, row):
-    """Images and true kernel of one case.
+    """Images and true kernel of one case, from its ``.mat`` file.
 
     Parameters
     ----------
     data_dir : path-like
         The Levin et al. 2009 data folder.
     row : dict
-        The case's row of :func:`read_index`.
+        The case, as :func:`find_cases` returns it.
 
     Returns
     -------
     blurry, sharp : ndarray
-        ``y`` and ``x``, grey float64 images of one shape.
+        ``y`` and ``x`` as stored, grey float64 images of one shape.
     true_kernel : ndarray
-        The true kernel in the convolution convention, float64, square with
-        an odd side, normalised to sum 1.
+        The true kernel in the convolution convention (``f`` rotated by 180
+        degrees), float64, square with an odd side, normalised to sum 1.
 
     Raises
     ------
     BenchError
         A file is missing or unreadable, or the arrays have the wrong shape.
     """
-    data_dir = Path(data_dir)
-    paths = {key: data_dir / row[key] for key in ("y_png", "x_png", "kernel_conv_npy")}
-    for path in paths.values():
-        if not path.is_file():
-            raise BenchError(f"case {row['file']}: missing file {path}")
-    try:
-        blurry = read_image(paths["y_png"])
-        sharp = read_image(paths["x_png"])
-        kernel = np.load(paths["kernel_conv_npy"], allow_pickle=False)
-    except (OSError, ValueError, TypeError) as error:
-        raise BenchError(f"case {row['file']}: cannot read its files ({error})") from None
+    blurry, sharp, kernel = _read_mat_case(Path(data_dir) / row["mat_file"], row["file"])
     if blurry.ndim != 2 or blurry.shape != sharp.shape:
         raise BenchError(f"case {row['file']}: y {blurry.shape} and x "
                          f"{sharp.shape} must be grey images of one size")
-    kernel = np.asarray(kernel, dtype=np.float64)
     if (kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1]
             or kernel.shape[0] % 2 == 0 or not kernel.sum() > 0):
         raise BenchError(f"case {row['file']}: the true kernel must be square "
@@ -605,12 +740,11 @@ def run_levin(data_dir, out_dir=None, *, kernel_size="auto", model_path=None,
     Parameters
     ----------
     data_dir : path-like
-        Folder of the data set (``index.csv``, ``x/``, ``y/``, ``kernels/``).
+        Folder of the data set: Levin et al.'s ``.mat`` files as
+        distributed, or a converted folder (see :func:`find_cases`).
     out_dir : path-like, optional
-        Output folder (created if missing). Default:
-        ``benchmarks/results/levin-<short commit>[-dirty]`` of the git
-        checkout when the current folder is inside it, else
-        ``./levin-results``.
+        Output folder (created if missing). Default: ``levin-results`` in
+        the current folder (:data:`DEFAULT_OUT_DIR`).
     kernel_size : {'auto', 17, 25, 33}, optional
         ``'auto'``: per case the smallest shipped network at least as large
         as the true kernel, else the largest one (see
@@ -618,7 +752,8 @@ def run_levin(data_dir, out_dir=None, *, kernel_size="auto", model_path=None,
     model_path : path-like, optional
         A model file to use for every case instead of the shipped networks.
     cases : sequence of str, optional
-        Case names such as ``'im01_ker01'``; default all 32.
+        Case names such as ``'im01_ker01'`` (see :func:`select_cases`);
+        default every case of the folder.
     overwrite : bool, optional
         Replace result files already in ``out_dir``.
     command_line : str, optional
@@ -642,14 +777,14 @@ def run_levin(data_dir, out_dir=None, *, kernel_size="auto", model_path=None,
         kernel size, or result files in ``out_dir`` without ``overwrite``.
     """
     started = time.perf_counter()
-    index_rows = select_cases(read_index(data_dir), cases)
+    selected = select_cases(find_cases(data_dir), cases)
     models = _Models(kernel_size, model_path)
-    commit, dirty, root = provenance()
-    out_dir = Path(out_dir) if out_dir is not None else default_out_dir(commit, dirty, root)
+    commit, dirty = provenance()
+    out_dir = Path(out_dir) if out_dir is not None else DEFAULT_OUT_DIR
     _check_out_dir(out_dir, overwrite)
 
     # Read every case first, so a broken data folder fails before the work.
-    loaded = [(row, *load_case(data_dir, row)) for row in index_rows]
+    loaded = [(row, *load_case(data_dir, row)) for row in selected]
     rows, kernels = _score_cases(loaded, models, progress)
     methods, by_size = summarise(rows)
     labels = method_labels(rows)

@@ -23,7 +23,7 @@ from ..image_io import give_default_permissions
 
 __all__ = ["OUTPUT_FILES", "PUBLISHED", "report_files", "summary_table",
            "summary_markdown", "cdf_figure", "csv_bytes", "provenance",
-           "machine_info", "default_out_dir", "write_files"]
+           "machine_info", "write_files"]
 
 #: Files written into the output folder.
 OUTPUT_FILES = ("cases.csv", "summary.md", "summary.json", "error_ratio_cdf.png")
@@ -375,15 +375,12 @@ def provenance():
         The checked-out commit, or ``'unknown'`` outside a git checkout.
     dirty : bool
         Whether files under ``refdeblur/`` differ from the commit.
-    root : Path or None
-        The checkout's root folder.
     """
     commit = _git("rev-parse", "HEAD") or "unknown"
     # Only the package's own files count: results written into benchmarks/
     # must not make the next run look like it ran on changed code.
     dirty = bool(_git("status", "--porcelain", "--", ".")) if commit != "unknown" else False
-    root = _git("rev-parse", "--show-toplevel") if commit != "unknown" else None
-    return commit, dirty, Path(root) if root else None
+    return commit, dirty
 
 
 def machine_info():
@@ -395,31 +392,6 @@ def machine_info():
 
 # ---------------------------------------------------------------------------
 # output files
-
-def default_out_dir(commit, dirty, root):
-    """Default output folder of a run.
-
-    Parameters
-    ----------
-    commit : str
-        The commit (see :func:`provenance`).
-    dirty : bool
-        Whether the package source differs from the commit.
-    root : Path or None
-        The git checkout's root folder.
-
-    Returns
-    -------
-    Path
-        ``benchmarks/results/levin-<short commit>[-dirty]`` of the checkout
-        when the current folder is inside it, else ``./levin-results``.
-    """
-    cwd = Path.cwd().resolve()
-    if root is not None and (cwd == root.resolve() or root.resolve() in cwd.parents):
-        name = f"levin-{commit[:7]}" + ("-dirty" if dirty else "")
-        return root / "benchmarks" / "results" / name
-    return Path("levin-results")
-
 
 def _write_atomically(path, data):
     """Write bytes to ``path`` through a temporary file and a rename, so a
