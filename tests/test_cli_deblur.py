@@ -19,6 +19,7 @@ from refdeblur._engine import NUMBA_WARNING
 from refdeblur.cli import main
 from refdeblur.image_io import read_image, read_image_raw, write_image
 from refdeblur.inference import DeblurWarning, estimate_kernel
+from refdeblur.inference.files import plan_outputs
 from refdeblur.inference.refinement import refinement_mode
 from refdeblur.models import load_shipped_model
 
@@ -257,3 +258,126 @@ def test_several_inputs_one_bad_others_done(photo, tmp_path, capsys):
 def test_single_output_options_refuse_several_inputs(photo, tmp_path, capsys):
     assert main(["deblur", str(photo), str(photo), "-o", str(tmp_path / "x.png")]) == 2
     assert "single input" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------
+# Batches: output names decided up front, failures after the bar
+# ---------------------------------------------------------------------------
+
+def _inputs(*paths):
+    return [(Path(path), Path(Path(path).name)) for path in paths]
+
+
+def _names(plans):
+    return [(plan.sharp_path.as_posix(), plan.kernel_path.name, plan.renamed)
+            for plan in plans]
+
+
+def test_output_names_of_inputs_sharing_a_stem_keep_the_extension(tmp_path):
+    plans = plan_outputs(_inputs("in/a.png", "in/a.jpg", "in/b.png"), out_dir=Path("D"))
+    assert _names(plans) == [("D/a_png_deblurred.png", "a_png_deblurred_kernel.png", True),
+                             ("D/a_jpg_deblurred.jpg", "a_jpg_deblurred_kernel.png", True),
+                             ("D/b_deblurred.png", "b_deblurred_kernel.png", False)]
+    # beside the inputs, the same rule
+    plans = plan_outputs(_inputs("in/a.png", "in/a.jpg"))
+    assert [p.sharp_path.as_posix() for p in plans] == ["in/a_png_deblurred.png",
+                                                        "in/a_jpg_deblurred.jpg"]
+    # ... but only within one folder
+    plans = plan_outputs(_inputs("x/a.png", "y/a.png"))
+    assert [p.renamed for p in plans] == [False, False]
+
+
+def test_output_names_that_still_clash_are_numbered_in_input_order():
+    plans = plan_outputs(_inputs("x/a.png", "y/a.png", "z/a.png", "x/a.jpg"), out_dir=Path("D"))
+    assert [p.sharp_path.name for p in plans] == [
+        "a_png_deblurred.png", "a_png_2_deblurred.png", "a_png_3_deblurred.png",
+        "a_jpg_deblurred.jpg"]
+    assert len({p.kernel_path for p in plans}) == 4
+    # a label made by the rule may be another input's own name
+    plans = plan_outputs(_inputs("i/a.png", "i/a.jpg", "i/a_png.png"))
+    assert [p.sharp_path.name for p in plans] == [
+        "a_png_deblurred.png", "a_jpg_deblurred.jpg", "a_png_2_deblurred.png"]
+
+
+def test_output_names_avoid_inputs_and_the_report():
+    # a.png's default output a_deblurred.png is itself an input
+    plans = plan_outputs(_inputs("i/a.png", "i/a_deblurred.png"))
+    assert [p.sharp_path.name for p in plans] == ["a_png_deblurred.png",
+                                                  "a_deblurred_deblurred.png"]
+    plans = plan_outputs(_inputs("i/b.png"), out_dir=Path("D"),
+                         reserved=[Path("D/b_deblurred_kernel.png")])
+    assert _names(plans) == [("D/b_png_deblurred.png", "b_png_deblurred_kernel.png", True)]
+
+
+def test_batch_of_inputs_sharing_a_stem_writes_every_output(tmp_path, rng, capsys):
+    image = _photo(rng)
+    iio.imwrite(tmp_path / "a.png", image)
+    iio.imwrite(tmp_path / "a.jpg", image)
+    out = tmp_path / "D"
+    assert main(["deblur", str(tmp_path / "a.png"), str(tmp_path / "a.jpg"),
+                 str(tmp_path / "a.png"), "--out-dir", str(out), "--kernel-size", "17",
+                 "--json", str(out / "a_jpg_deblurred.jpg")]) == 0
+    assert _files(out) == [Path("a_jpg_2_deblurred.jpg"), Path("a_jpg_2_deblurred_kernel.png"),
+                           Path("a_jpg_deblurred.jpg"),        # the report, as asked
+                           Path("a_png_deblurred.png"), Path("a_png_deblurred_kernel.png")]
+    err = capsys.readouterr().err
+    assert "error" not in err and err.count("note:") == 2
+    report = json.loads((out / "a_jpg_deblurred.jpg").read_text())
+    assert [Path(image["output"]).name for image in report["images"]] == [
+        "a_png_deblurred.png", "a_jpg_2_deblurred.jpg"]          # the input given twice: once
+    # a second run finds its outputs and replaces nothing without --overwrite
+    before = {path: path.read_bytes() for path in out.iterdir()}
+    assert main(["deblur", str(tmp_path / "a.png"), str(tmp_path / "a.jpg"),
+                 "--out-dir", str(out), "--kernel-size", "17"]) == 2
+    assert capsys.readouterr().err.count("exists; pass --overwrite") == 2
+    assert {path: path.read_bytes() for path in out.iterdir()} == before
+
+
+def test_failing_files_are_reported_after_the_bar_one_line_each(tmp_path, rng, capsys):
+    good = [tmp_path / "first.png", tmp_path / "last.png"]
+    for path in good:
+        iio.imwrite(path, _photo(rng))
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    out = tmp_path / "out"
+    status = main(["deblur", str(good[0]), str(bad), str(tmp_path / "missing.png"),
+                   str(good[1]), "--out-dir", str(out), "--kernel-size", "17",
+                   "--no-refine"])
+    assert status == 2
+    assert _files(out) == [Path("first_deblurred.png"), Path("first_deblurred_kernel.png"),
+                           Path("last_deblurred.png"), Path("last_deblurred_kernel.png")]
+    err = capsys.readouterr().err
+    assert "4/4" in err                              # the bar was drawn
+    after_bar = err[err.rindex("4/4"):].split("\n", 1)[1]
+    errors = [line for line in after_bar.splitlines() if line.startswith("refdeblur: error:")]
+    assert len(errors) == 2
+    assert "bad.png: cannot read" in errors[0] and "missing.png: no such file" in errors[1]
+    assert "refdeblur: error" not in err[:err.rindex("4/4")]
+
+
+def test_all_good_batch_exits_0(tmp_path, rng):
+    for name in ("x.png", "y.png"):
+        iio.imwrite(tmp_path / name, _photo(rng))
+    assert main(["deblur", str(tmp_path), "--kernel-size", "17", "--no-refine"]) == 0
+
+
+@pytest.mark.parametrize("options, message", [
+    (["-o", "{tmp}/same.png", "--json", "{tmp}/same.png"], "name the same file"),
+    (["-o", "{tmp}/same.png", "--kernel-out", "{tmp}/same.png"], "name the same file"),
+    (["--json", "{photo}", "--overwrite"], "is an input file"),
+    (["--json", "{tmp}"], "is a folder"),
+])
+def test_clashing_named_outputs_are_refused_up_front(options, message, photo, tmp_path,
+                                                     capsys):
+    before = {path: path.read_bytes() for path in tmp_path.iterdir() if path.is_file()}
+    options = [option.format(tmp=tmp_path, photo=photo) for option in options]
+    assert main(["deblur", str(photo), "--kernel-size", "17", *options]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert {path: path.read_bytes() for path in tmp_path.iterdir() if path.is_file()} == before
+
+
+def test_help_states_the_naming_rule_and_the_exit_status():
+    result = _run(["deblur", "--help"])
+    assert "output names:" in result.stdout and "a_png_deblurred.png" in result.stdout
+    assert "exit status:" in result.stdout

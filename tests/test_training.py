@@ -1,11 +1,17 @@
-"""Trainer: ADADELTA, schedule, outlier rule, exact resume (also after SIGKILL)."""
+"""Trainer: ADADELTA, schedule, outlier rule, exact resume (also after SIGKILL).
 
+And ``refdeblur train``: help and defaults, the shipped networks' recipes,
+refused kernel sizes, the validation split, the progress bar.
+"""
+
+import argparse
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,9 +19,11 @@ import skimage.data
 import skimage.io
 
 from refdeblur import load_model
+from refdeblur.cli import build_parser, main
 from refdeblur.model_io import read_model_file
 from refdeblur.training import TrainingResult, default_config, train
-from refdeblur.training.config import training_command
+from refdeblur.training.config import RECIPES, recipe_config, training_command
+from refdeblur.training.data import validation_split
 from refdeblur.training.optim import Adadelta, Adam, make_optimizer, optimizer_settings
 from refdeblur.training.schedule import Phase, phase_at, stagewise_schedule
 from refdeblur.training.step import OutlierFilter
@@ -135,15 +143,19 @@ def _write_images(folder):
         skimage.io.imsave(folder / f"{name}.png", image, check_contrast=False)
 
 
-TINY = ["--kernel-size", "7", "--crop-size", "32", "--batch-size", "2",
+TINY = ["--kernel-size", "17", "--crop-size", "40", "--batch-size", "2",
         "--filter-size", "5", "--n-filters", "4", "--stage-steps", "4",
         "--frozen-steps", "2", "--validate-every", "3", "--validation-images", "2",
         "--seed", "3"]
 
 
 def _train(images, out, steps, *extra, **kwargs):
+    tiny = TINY
+    if {"--val-fraction", "--val-images"} & set(extra):    # they exclude --validation-images
+        at = TINY.index("--validation-images")
+        tiny = TINY[:at] + TINY[at + 2:]
     command = [sys.executable, "-m", "refdeblur", "train", "--images", str(images),
-               "--out", str(out), "--steps", str(steps)] + TINY + list(extra)
+               "--out", str(out), "--steps", str(steps)] + tiny + list(extra)
     return subprocess.run(command, capture_output=True, text=True, **kwargs)
 
 
@@ -319,3 +331,200 @@ def test_library_train_refuses_bad_requests(image_folder, tmp_path):
         train(config, out_dir=tmp_path / "run", steps=1)
     with pytest.raises(ValueError, match="own config.json"):
         train(config, out_dir=tmp_path / "run", steps=2, resume=True)
+
+
+# ---------------------------------------------------------------------------
+# refdeblur train: options, recipes, validation split, progress
+# ---------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: The configuration keys added after the shipped runs; their defaults
+#: reproduce what those runs did.
+NEWER_KEYS = {"validation_fraction": None, "validation_folder": None}
+
+
+def _train_parser():
+    parser = build_parser()
+    (subparsers,) = [action for action in parser._actions
+                     if isinstance(action, argparse._SubParsersAction)]
+    return subparsers.choices["train"]
+
+
+def test_every_train_option_has_help_with_its_default():
+    missing = []
+    for action in _train_parser()._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        text = action.help or ""
+        if not text or not ("(default:" in text or "(required" in text):
+            missing.append("/".join(action.option_strings))
+    assert not missing, f"no help or no default: {missing}"
+    shown = subprocess.run([sys.executable, "-m", "refdeblur", "train", "--help"],
+                           capture_output=True, text=True)
+    assert shown.returncode == 0
+    assert "(default: adadelta)" in shown.stdout and "recipes" in shown.stdout
+    assert "second of the shipped 17 px network's two phases" in shown.stdout
+
+
+def _printed_config(capsys, *options):
+    assert main(["train", "--out", "unused", "--print-config", *map(str, options)]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_recipe_is_the_shipped_configuration(name, tmp_path, capsys):
+    recipe = json.loads((REPO / "refdeblur" / "models" / f"{name}.json").read_text())
+    shipped = {key: value for key, value in recipe["config"].items() if key != "note"}
+    config = _printed_config(capsys, "--recipe", name, "--images", shipped["images"],
+                             "--base-model", shipped["base_model"])
+    assert config == {**shipped, **NEWER_KEYS}
+    assert recipe_config(name, images=shipped["images"]) == config
+    assert training_command(config).replace("STEPS", str(recipe["steps"])) == recipe["command"]
+    assert not (tmp_path / "unused").exists() and not Path("unused").exists()
+
+
+def test_recipe_options_given_explicitly_override_it(capsys):
+    base = ["--recipe", "k17", "--images", "photos", "--base-model", "base.npz"]
+    config = _printed_config(capsys, *base, "--learning-rate", "1e-4", "--crop-size", "128",
+                             "--val-fraction", "0.1")
+    expected = recipe_config("k17", images="photos", base_model="base.npz", crop_size=128,
+                             validation_fraction=0.1)
+    expected["optimizer"]["learning_rate"] = 1e-4
+    assert config == expected
+    assert config["optimizer"]["name"] == "adam"       # only the rate changed
+    adadelta = _printed_config(capsys, *base, "--optimizer", "adadelta")
+    assert adadelta["optimizer"] == {"learning_rate": 0.01, "decay": 0.95, "eps": 1e-6}
+    assert adadelta["architecture"] == {"filter_sizes": [17], "beta_k": 1.0}
+
+
+def _one_line_refusal(result):
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    return result.stderr
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--kernel-size", "21"], "--kernel-size must be 17, 25 or 33"),
+    (["--kernel-size", "7"], "--kernel-size must be 17, 25 or 33"),
+    (["--recipe", "k25"], "pass --base-model"),
+    (["--recipe", "k25", "--kernel-size", "17", "--base-model", "b.npz"], "25 px network"),
+    (["--kernel-size", "17", "--val-fraction", "1.5"], "--val-fraction must be between"),
+    (["--kernel-size", "17", "--batch-size", "0"], "--batch-size must be at least 1"),
+    (["--kernel-size", "17", "--base-model", "absent.npz"], "base model not found"),
+])
+def test_train_refuses_bad_options_in_one_line(options, message, image_folder, tmp_path):
+    command = [sys.executable, "-m", "refdeblur", "train", "--images", str(image_folder),
+               "--out", str(tmp_path / "run"), "--steps", "2", *options]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    assert message in _one_line_refusal(result)
+    assert not (tmp_path / "run").exists()
+
+
+def test_validation_split_by_fraction_keeps_one_image_on_each_side():
+    paths = [f"{i:02d}" for i in range(11)]
+    train_part, held = validation_split(paths, fraction=0.5)
+    assert len(held) == 6 and len(train_part) == 5 and set(held) | set(train_part) == set(paths)
+    assert len(validation_split(paths, fraction=0.01)[1]) == 1      # at least one
+    assert len(validation_split(paths[:2], fraction=0.99)[0]) == 1   # one left to train
+    assert validation_split(paths, 60) == validation_split(paths, 5)  # the default: half
+    with pytest.raises(ValueError, match="in \\(0, 1\\)"):
+        validation_split(paths, fraction=1.0)
+
+
+def _bar_states(stderr):
+    """The successive texts of a progress bar (tqdm rewrites its line with CR)."""
+    return [state for line in stderr.splitlines() for state in line.split("\r")
+            if "step/s" in state or "s/step" in state or "?step" in state]
+
+
+def test_val_fraction_is_stated_and_recorded(image_folder, tmp_path):
+    run = _train(image_folder, tmp_path / "run", 2, "--val-fraction", "0.5")
+    assert run.returncode == 0, run.stderr
+    first_line = run.stderr.splitlines()[0]
+    assert "3 of the 6 images" in first_line and "3 for training" in first_line
+    assert "--val-fraction 0.5" in first_line
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["validation_fraction"] == 0.5
+    assert "--val-fraction 0.5" in training_command(config)
+
+
+def test_val_images_folder_is_left_out_of_training(image_folder, tmp_path):
+    held = image_folder / "held"          # below --images: must not train
+    held.mkdir()
+    skimage.io.imsave(held / "astronaut.png", skimage.data.astronaut()[..., 0],
+                      check_contrast=False)
+    try:
+        run = _train(image_folder, tmp_path / "run", 1, "--val-images", str(held))
+    finally:
+        (held / "astronaut.png").unlink()
+        held.rmdir()
+    assert run.returncode == 0, run.stderr
+    first_line = run.stderr.splitlines()[0]
+    assert "6 training images" in first_line and "1 validation images" in first_line
+    assert "left out of training" in first_line
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["validation_folder"] == str(held)
+    assert f"--val-images {held}" in training_command(config)
+
+
+def test_default_split_is_stated(image_folder, tmp_path):
+    run = _train(image_folder, tmp_path / "run", 1)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.splitlines()[0].startswith(
+        "2 of the 6 images in ") and "--validation-images 2" in run.stderr.splitlines()[0]
+
+
+def test_progress_shows_the_last_validation_once_there_is_one(image_folder, tmp_path):
+    every_step = {**os.environ, "TQDM_MININTERVAL": "0"}     # draw the bar at every step
+    run = _train(image_folder, tmp_path / "run", 4, env=every_step)   # validates at 3 and 4
+    assert run.returncode == 0, run.stderr
+    states = _bar_states(run.stderr)
+    assert "nan" not in run.stderr
+    before = [s for s in states if "| 1/4" in s or "| 2/4" in s]
+    after = [s for s in states if "| 3/4" in s or "| 4/4" in s]
+    assert before and after
+    assert not any("val=" in s for s in before)
+    assert "val=" in after[-1]
+    assert "validation kernel error" in run.stderr
+    last = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 4
+    resumed = _train(image_folder, tmp_path / "run", 6, "--resume", env=every_step)
+    assert resumed.returncode == 0, resumed.stderr
+    # the resumed bar shows the log's last validation until it validates again
+    states = _bar_states(resumed.stderr)
+    assert states and all(f"val={last['validation']:.3g}" in s
+                          for s in states if "/6" in s and "| 6/6" not in s)
+
+
+def test_a_run_without_the_newer_keys_resumes_bit_identically(image_folder, tmp_path):
+    straight = _train(image_folder, tmp_path / "straight", 8)
+    assert straight.returncode == 0, straight.stderr
+    assert _train(image_folder, tmp_path / "old", 4).returncode == 0
+    config_path = tmp_path / "old" / "config.json"
+    config = json.loads(config_path.read_text())
+    assert {key: config.pop(key) for key in NEWER_KEYS} == NEWER_KEYS
+    config_path.write_text(json.dumps(config))           # as runs wrote it before
+    resumed = _train(image_folder, tmp_path / "old", 8, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    a = _weights(tmp_path / "straight" / "checkpoint.npz")
+    b = _weights(tmp_path / "old" / "checkpoint.npz")
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+TRAINING_RUNS = REPO / "benchmarks" / "training_runs"
+
+
+@pytest.mark.parametrize("run", sorted(path.parent.name
+                                       for path in TRAINING_RUNS.glob("*/config.json"))
+                         or ["none"])
+def test_shipped_run_configs_keep_their_meaning(run):
+    path = TRAINING_RUNS / run / "config.json"
+    if not path.is_file():
+        pytest.skip("no training runs in this checkout")
+    config = json.loads(path.read_text())
+    assert not set(NEWER_KEYS) & set(config)
+    # every key they hold is still a training option, at the same place
+    assert set(config) - {"note"} <= set(default_config(config["kernel_size"]))

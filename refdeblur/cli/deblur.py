@@ -1,9 +1,11 @@
 """``refdeblur deblur``: blind deblurring of image files.
 
-Every problem with one input (unreadable, too small, NaN, an output that
-exists, ...) is reported as one line on stderr; the other inputs are still
-processed and the exit status is 2 if any input failed. The work on each
-file is :mod:`refdeblur.inference.files`.
+The output names of the whole batch are decided before anything is written
+(:data:`refdeblur.inference.files.OUTPUT_NAMES`). Every problem with one
+input (unreadable, too small, NaN, an output that exists, ...) is reported
+as one line on stderr once the progress bar is done; the other inputs are
+still processed and the exit status is 2 if any input failed. The work on
+each file is :mod:`refdeblur.inference.files`.
 """
 
 import argparse
@@ -13,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from ..inference import DECONVOLUTION_METHODS, DEFAULT_MAX_WINDOW
-from ..inference.files import collect_inputs, deblur_files, report_header, write_report
+from ..inference.files import (OUTPUT_NAMES, collect_inputs, deblur_files, plan_outputs,
+                               report_header, write_report)
 from ..model_io import load_model
 from ..models import load_shipped_model, shipped_model_path
 
@@ -24,6 +27,10 @@ examples:
   refdeblur deblur photo.png -o sharp.png --kernel-size 33 --json sharp.json
   refdeblur deblur shots/ --out-dir results/ --kernel-size 17
   refdeblur deblur a.png b.png --method wiener --noise-std 0.01
+
+""" + OUTPUT_NAMES + """
+exit status: 0 if every input was deblurred, 2 if any failed (one line on
+stderr per failed input, after the progress bar) or the options are wrong.
 """
 
 
@@ -42,7 +49,8 @@ def add_deblur_parser(subparsers, user_error):
     where = parser.add_mutually_exclusive_group()
     where.add_argument("-o", "--out", type=Path,
                        help="output file (one input only; default "
-                            "INPUT_deblurred.EXT beside the input)")
+                            "NAME_deblurred.EXT beside the input, see "
+                            "'output names' below)")
     where.add_argument("--out-dir", type=Path,
                        help="folder for the outputs (created if missing)")
     parser.add_argument("--kernel-size", type=int, default=25,
@@ -81,14 +89,36 @@ def _inputs(args, user_error):
         inputs = collect_inputs(args.inputs)
     except ValueError as error:
         raise user_error(str(error)) from None
-    if len(inputs) > 1 and (args.out is not None or args.kernel_out is not None):
+    # the same file given twice is one input, but not one path for -o
+    several = len(inputs) > 1 or len(args.inputs) > 1
+    if several and (args.out is not None or args.kernel_out is not None):
         raise user_error("-o/--out and --kernel-out take a single input; use "
                          "--out-dir for several")
     if args.max_window < 0:
         raise user_error("--max-window must be >= 0")
     if args.noise_std is not None and not args.noise_std >= 0:
         raise user_error("--noise-std must be >= 0")
+    _check_named_outputs(args, inputs, user_error)
     return inputs
+
+
+def _check_named_outputs(args, inputs, user_error):
+    """Refuse output paths given on the command line that clash."""
+    named = [(option, path) for option, path in
+             (("-o/--out", args.out), ("--kernel-out", args.kernel_out), ("--json", args.json))
+             if path is not None]
+    for i, (option, path) in enumerate(named):
+        for other_option, other in named[i + 1:]:
+            if path.resolve() == other.resolve():
+                raise user_error(f"{option} and {other_option} name the same file {path}")
+    if args.json is None:
+        return
+    if args.json.is_dir():
+        raise user_error(f"--json {args.json} is a folder")
+    if any(args.json.resolve() == source.resolve() for source, _ in inputs):
+        raise user_error(f"--json {args.json} is an input file; refusing to overwrite it")
+    if args.json.exists() and not args.overwrite:
+        raise user_error(f"{args.json} exists; pass --overwrite to replace it")
 
 
 def _model(args, user_error):
@@ -110,31 +140,39 @@ def run_deblur(args, user_error):
 
     inputs = _inputs(args, user_error)
     model, model_path = _model(args, user_error)
-    if args.json is not None and args.json.exists() and not args.overwrite:
-        raise user_error(f"{args.json} exists; pass --overwrite to replace it")
+    plans = plan_outputs(inputs, out=args.out, out_dir=args.out_dir,
+                         kernel_out=args.kernel_out,
+                         reserved=[args.json] if args.json is not None else [])
+    for plan in plans:
+        if plan.renamed:
+            print(f"refdeblur: note: {plan.source} -> {plan.sharp_path} (its default name "
+                  f"clashes; see 'output names' in --help)", file=sys.stderr)
     report = report_header(model, model_path, kernel_size=args.kernel_size,
                            method=args.method, noise_std=args.noise_std,
                            max_window=args.max_window, refine=args.refine)
-    results = deblur_files(inputs, out=args.out, out_dir=args.out_dir,
-                           kernel_out=args.kernel_out, overwrite=args.overwrite,
+    results = deblur_files(plans, overwrite=args.overwrite,
                            kernel_size=args.kernel_size, model=model, method=args.method,
                            noise_std=args.noise_std, max_window=args.max_window or None,
                            refine=args.refine)
+    # Messages wait for the bar to finish, so that they do not interleave with it.
+    messages = []
     failures = 0
-    bar = tqdm(results, total=len(inputs), unit="image", disable=len(inputs) < 2,
-               file=sys.stderr)
-    for result in bar:
-        if result.error is not None:
-            failures += 1
-            tqdm.write(f"refdeblur: error: {result.error}", file=sys.stderr)
-            continue
-        for message in result.record["warnings"]:
-            tqdm.write(f"refdeblur: warning: {result.source}: {message}", file=sys.stderr)
-        report["images"].append(result.record)
-        if len(inputs) == 1:
-            print(f"{result.sharp_path} (kernel: {result.kernel_path}, "
-                  f"{result.record['seconds']:.1f} s)")
-    bar.close()
+    with tqdm(results, total=len(plans), unit="image", disable=len(plans) < 2,
+              file=sys.stderr) as bar:
+        for result in bar:
+            if result.error is not None:
+                failures += 1
+                messages.append(f"refdeblur: error: {result.error}")
+                continue
+            messages.extend(f"refdeblur: warning: {result.source}: {message}"
+                            for message in result.record["warnings"])
+            report["images"].append(result.record)
+    for message in messages:
+        print(message, file=sys.stderr)
+    if len(plans) == 1 and not failures:
+        (result,) = report["images"]
+        print(f"{result['output']} (kernel: {result['kernel_png']}, "
+              f"{result['seconds']:.1f} s)")
     if args.json is not None:
         write_report(args.json, report)
     return 2 if failures else 0

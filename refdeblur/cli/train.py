@@ -1,11 +1,17 @@
 """``refdeblur train``, ``plot-training`` and ``export-model``."""
 
 import argparse
+import dataclasses
+import json
 import sys
+import textwrap
 from pathlib import Path
 
+from ..models import SHIPPED_KERNEL_SIZES
+from ..network import Architecture
 from ..training import default_config, optimizer_settings, train
-from ..training.config import LOG_FILE, architecture_options
+from ..training.config import (LOG_FILE, RECIPES, architecture_options, read_config,
+                               recipe_config, recipe_steps)
 from ..training.export import export_run, recipe_path
 from ..training.log import plot_training
 from .errors import UserError
@@ -15,97 +21,234 @@ examples:
   refdeblur train --kernel-size 17 --images ~/photos --out runs/k17 --steps 20000
   refdeblur train --kernel-size 17 --images ~/photos --out runs/k17 --steps 40000 --resume
   refdeblur train --kernel-size 25 --images ~/photos --out runs/k25 --steps 20000 \\
-      --base-model runs/k17/checkpoint.npz
-"""
+      --base-model runs/k17/checkpoint.npz --val-fraction 0.1
+  # the shipped 25 px network's configuration (3,327 steps), then its export:
+  refdeblur train --recipe k25 --images ~/photos --out runs/k25 \\
+      --base-model benchmarks/training_runs/base17f17_for25.npz
+  refdeblur export-model runs/k25 k25.npz --stages 2
+
+recipes (--recipe, the configuration of a shipped network, from
+refdeblur/models/NAME.json; the files named base are in
+benchmarks/training_runs/ of the source repository):
+""" + "".join(textwrap.fill(text, 79, initial_indent=f"  {name}: ",
+                             subsequent_indent="       ", break_on_hyphens=False) + "\n"
+             for name, text in RECIPES.items())
+
+TRAIN_DESCRIPTION = textwrap.fill(
+    "Train a network on synthetic camera shake of natural images (paper §3.3). "
+    "The run folder receives checkpoint.npz (a model file), log.jsonl and "
+    "config.json; --resume continues exactly where the last checkpoint stopped. "
+    "With --recipe, an option that is not given takes the recipe's value "
+    "instead of the default shown.", 79)
+
+#: The configuration options of ``refdeblur train`` and their config keys.
+#: Their command-line default is None, so that a value given explicitly is
+#: told apart from the recipe's (or the default configuration's) value.
+CONFIG_OPTIONS = ("seed", "batch_size", "crop_size", "noise_std", "stage_steps",
+                  "frozen_steps", "validate_every", "dtype")
 
 
 def add_train_parser(subparsers):
+    defaults = default_config(17)
+    architecture = {field.name: field.default for field in dataclasses.fields(Architecture)}
     parser = subparsers.add_parser(
         "train", help="train a kernel-estimation network",
-        description="Train a network on synthetic camera shake of natural "
-                    "images (paper §3.3). The run folder receives "
-                    "checkpoint.npz (a model file), log.jsonl and config.json; "
-                    "--resume continues exactly where the last checkpoint "
-                    "stopped.",
-        epilog=TRAIN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--kernel-size", type=int, required=True,
-                        help="kernel side: 17, 25 or 33 (1, 2 or 3 scales)")
-    parser.add_argument("--images", required=True, type=Path,
-                        help="folder of natural images, searched recursively")
-    parser.add_argument("--out", required=True, type=Path, help="run folder")
-    parser.add_argument("--steps", type=int, required=True,
-                        help="total number of steps of the run (a resumed run "
-                             "continues up to this total)")
+        description=TRAIN_DESCRIPTION, epilog=TRAIN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipe", choices=tuple(RECIPES),
+                        help="the configuration of a shipped network, --steps "
+                             "included; needs --base-model (see 'recipes' below) "
+                             "(default: none, the options below)")
+    parser.add_argument("--kernel-size", type=int,
+                        help="kernel side: 17, 25 or 33 (1, 2 or 3 scales) "
+                             "(required unless --recipe or --resume)")
+    parser.add_argument("--images", type=Path,
+                        help="folder of natural images, searched recursively "
+                             "(required)")
+    parser.add_argument("--out", required=True, type=Path,
+                        help="run folder (required)")
+    parser.add_argument("--steps", type=int,
+                        help="total number of steps of the run; a resumed run "
+                             "continues up to this total (required, except "
+                             "with --recipe: the shipped run's)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue from the run folder's checkpoint")
-    parser.add_argument("--seed", type=int, default=0, help="random seed")
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--crop-size", type=int, default=128,
-                        help="side of the blurry training crops")
-    parser.add_argument("--noise-std", type=float, default=0.01)
-    parser.add_argument("--filter-size", type=int, default=None,
+                        help="continue from the run folder's checkpoint with "
+                             "its config.json; the options of the "
+                             "configuration are then ignored (default: a new run)")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the run's configuration (config.json) "
+                             "and exit without training or writing anything "
+                             "(default: train)")
+    parser.add_argument("--seed", type=int,
+                        help="seed of the initial weights and of the training "
+                             f"data (default: {defaults['seed']})")
+    parser.add_argument("--batch-size", type=int,
+                        help="training examples per step "
+                             f"(default: {defaults['batch_size']})")
+    parser.add_argument("--crop-size", type=int,
+                        help="side of the blurry training crops in px "
+                             f"(default: {defaults['crop_size']})")
+    parser.add_argument("--noise-std", type=float,
+                        help="standard deviation of the Gaussian noise added "
+                             "to the blurry crops, grey values on [0, 1] "
+                             f"(default: {defaults['noise_std']})")
+    parser.add_argument("--filter-size", type=int,
                         help="side of the convolution filters (default: the "
                              "kernel size of each scale)")
-    parser.add_argument("--n-filters", type=int, default=None)
-    parser.add_argument("--zero-mean-filters", action="store_true",
+    parser.add_argument("--n-filters", type=int,
+                        help="convolution filters of each stage "
+                             f"(default: {architecture['n_filters']})")
+    parser.add_argument("--zero-mean-filters", action="store_true", default=None,
                         help="start every convolution filter with zero sum per "
-                             "input channel (edge-like first features)")
-    parser.add_argument("--beta-k", type=float, default=None,
+                             "input channel, edge-like first features "
+                             "(default: random filters)")
+    parser.add_argument("--beta-k", type=float,
                         help="regulariser of the kernel quotient, Eq. 4 "
-                             "(default: the paper's 1e-4)")
+                             f"(default: the paper's {architecture['beta_k']:g})")
     parser.add_argument("--dtype", choices=("float32", "float64"),
-                        default="float32",
-                        help="precision of the training (default float32)")
+                        help=f"precision of the training (default: {defaults['dtype']})")
     parser.add_argument("--optimizer", choices=("adadelta", "adam"),
-                        default="adadelta",
-                        help="ADADELTA (the paper's, default) or Adam (the "
-                             "shipped models': much faster on few steps)")
-    parser.add_argument("--learning-rate", type=float, default=None,
-                        help="ADADELTA: multiplier on its step (default the "
-                             "paper's 0.01); Adam: step size (default 1e-3)")
-    parser.add_argument("--stage-steps", type=int, default=3000,
-                        help="steps between adding two stages")
-    parser.add_argument("--frozen-steps", type=int, default=100,
-                        help="steps a newly added stage trains alone")
-    parser.add_argument("--base-model", type=Path, default=None,
+                        help="ADADELTA (the paper's) or Adam (the shipped "
+                             "models': much faster on few steps) (default: adadelta)")
+    parser.add_argument("--learning-rate", type=float,
+                        help="ADADELTA: multiplier on its step; Adam: step "
+                             "size (default: "
+                             f"{optimizer_settings('adadelta')['learning_rate']:g} for "
+                             f"ADADELTA, {optimizer_settings('adam')['learning_rate']:g} "
+                             "for Adam, the paper's and Adam's own)")
+    parser.add_argument("--stage-steps", type=int,
+                        help="steps between adding two stages "
+                             f"(default: {defaults['stage_steps']})")
+    parser.add_argument("--frozen-steps", type=int,
+                        help="steps a newly added stage trains alone "
+                             f"(default: {defaults['frozen_steps']})")
+    parser.add_argument("--base-model", type=Path,
                         help="trained coarser network whose scales are reused "
-                             "(and frozen) for a 25 or 33 px network")
-    parser.add_argument("--validation-images", type=int, default=60,
-                        help="images held out for validation")
-    parser.add_argument("--validate-every", type=int, default=200)
-    parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
+                             "(and frozen) for a 25 or 33 px network, or a 17 px "
+                             "network to fine-tune (default: none, random "
+                             "initial weights)")
+    split = parser.add_mutually_exclusive_group()
+    split.add_argument("--validation-images", type=int, metavar="N",
+                       help="hold out N of the images for validation, spread "
+                            "over their sorted list, at least 1 and at most "
+                            "half of them (default: "
+                            f"{defaults['validation_images']})")
+    split.add_argument("--val-fraction", type=float, metavar="F",
+                       help="hold out this fraction of the images instead, "
+                            "0 < F < 1, at least 1 image and at least 1 left "
+                            "for training (default: --validation-images)")
+    split.add_argument("--val-images", type=Path, metavar="DIR",
+                       help="validate on the images of this folder instead; "
+                            "its images are left out of training if they lie "
+                            "below --images too (default: --validation-images)")
+    parser.add_argument("--validate-every", type=int,
+                        help="steps between two validations "
+                             f"(default: {defaults['validate_every']})")
+    parser.add_argument("--checkpoint-minutes", type=float, default=5.0,
+                        help="wall-clock minutes between two checkpoints "
+                             "(default: %(default)g)")
     parser.set_defaults(handler=_run_train)
 
 
+def _check_options(args):
+    """Refuse values out of range, one line each."""
+    if args.kernel_size is not None and args.kernel_size not in SHIPPED_KERNEL_SIZES:
+        raise UserError(f"--kernel-size must be 17, 25 or 33 (1, 2 or 3 scales), "
+                        f"got {args.kernel_size}")
+    if args.recipe is not None and args.kernel_size not in (None, int(args.recipe[1:])):
+        raise UserError(f"--recipe {args.recipe} trains a {args.recipe[1:]} px network, "
+                        f"not --kernel-size {args.kernel_size}")
+    at_least = {"--steps": (args.steps, 1), "--batch-size": (args.batch_size, 1),
+                "--crop-size": (args.crop_size, 1), "--filter-size": (args.filter_size, 1),
+                "--n-filters": (args.n_filters, 1), "--stage-steps": (args.stage_steps, 1),
+                "--frozen-steps": (args.frozen_steps, 0),
+                "--validation-images": (args.validation_images, 1),
+                "--validate-every": (args.validate_every, 1)}
+    for option, (value, minimum) in at_least.items():
+        if value is not None and value < minimum:
+            raise UserError(f"{option} must be at least {minimum}, got {value}")
+    for option, value in (("--noise-std", args.noise_std), ("--beta-k", args.beta_k),
+                          ("--checkpoint-minutes", args.checkpoint_minutes)):
+        if value is not None and not value >= 0:
+            raise UserError(f"{option} must be >= 0, got {value}")
+    if args.learning_rate is not None and not args.learning_rate > 0:
+        raise UserError(f"--learning-rate must be > 0, got {args.learning_rate}")
+    if args.val_fraction is not None and not 0 < args.val_fraction < 1:
+        raise UserError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
+
+
 def _run_train(args):
-    if args.steps < 1:
-        raise UserError("--steps must be at least 1")
-    if not args.images.is_dir():
-        raise UserError(f"image folder not found: {args.images}")
-    result = train(None if args.resume else _new_run_config(args), out_dir=args.out,
-                   steps=args.steps, resume=args.resume, progress=True,
-                   checkpoint_seconds=60.0 * args.checkpoint_minutes)
+    _check_options(args)
+    if args.images is None and not args.resume:
+        raise UserError("--images is required for a new run")
+    if args.steps is None and (args.resume or args.recipe is None):
+        raise UserError("--steps is required" + ("" if args.resume else " (or --recipe)"))
+    if args.resume:
+        config = None
+        if args.print_config:
+            print(json.dumps(read_config(args.out), indent=2))
+            return 0
+    else:
+        config = new_run_config(args)
+        if args.print_config:
+            print(json.dumps(config, indent=2))
+            return 0
+        for option, path in (("image folder", args.images),
+                             ("validation folder", args.val_images)):
+            if path is not None and not path.is_dir():
+                raise UserError(f"{option} not found: {path}")
+        if args.base_model is not None and not args.base_model.is_file():
+            raise UserError(f"base model not found: {args.base_model}")
+    steps = args.steps if args.steps is not None else recipe_steps(args.recipe)
+    result = train(config, out_dir=args.out, steps=steps, resume=args.resume,
+                   progress=True, checkpoint_seconds=60.0 * args.checkpoint_minutes)
     state = "stopped" if result.stopped else "finished"
-    print(f"{state} at step {result.step}; validation kernel error "
-          f"{result.validation_error:.4g}; checkpoint {result.checkpoint}",
+    validation = ("no validation yet" if result.validation_error != result.validation_error
+                  else f"validation kernel error {result.validation_error:.4g}")
+    print(f"{state} at step {result.step}; {validation}; checkpoint {result.checkpoint}",
           file=sys.stderr)
     return 0
 
 
-def _new_run_config(args):
-    architecture = architecture_options(
-        args.kernel_size, filter_size=args.filter_size, n_filters=args.n_filters,
-        zero_mean_filters=args.zero_mean_filters, beta_k=args.beta_k)
-    return default_config(
-        args.kernel_size, seed=args.seed, batch_size=args.batch_size,
-        crop_size=args.crop_size, noise_std=args.noise_std,
-        architecture=architecture, stage_steps=args.stage_steps,
-        frozen_steps=args.frozen_steps,
-        base_model=str(args.base_model) if args.base_model else None,
-        validate_every=args.validate_every,
-        optimizer=optimizer_settings(args.optimizer, args.learning_rate),
-        dtype=args.dtype, images=str(args.images),
-        validation_images=args.validation_images)
+def new_run_config(args):
+    """The configuration of a new run from ``refdeblur train``'s arguments.
+
+    Starts from the recipe (``--recipe``) or the default configuration and
+    applies every option given explicitly.
+    """
+    if args.recipe is not None:
+        if args.base_model is None:
+            raise UserError(f"--recipe {args.recipe} trains on top of a base network: "
+                            f"pass --base-model ({RECIPES[args.recipe]})")
+        config = recipe_config(args.recipe)
+    elif args.kernel_size is None:
+        raise UserError("--kernel-size is required (or --recipe)")
+    else:
+        config = default_config(args.kernel_size)
+    kernel_size = config["kernel_size"]
+    for key in CONFIG_OPTIONS:
+        if getattr(args, key) is not None:
+            config[key] = getattr(args, key)
+    config["architecture"] = {**config["architecture"], **architecture_options(
+        kernel_size, filter_size=args.filter_size, n_filters=args.n_filters,
+        zero_mean_filters=bool(args.zero_mean_filters), beta_k=args.beta_k)}
+    if args.optimizer is not None or args.learning_rate is not None:
+        recipe_optimizer = config["optimizer"].get("name", "adadelta")
+        name = args.optimizer or recipe_optimizer
+        learning_rate = args.learning_rate
+        if learning_rate is None and name == recipe_optimizer:
+            learning_rate = config["optimizer"]["learning_rate"]
+        config["optimizer"] = optimizer_settings(name, learning_rate)
+    config["images"] = str(args.images)
+    if args.base_model is not None:
+        config["base_model"] = str(args.base_model)
+    if args.validation_images is not None:
+        config["validation_images"] = args.validation_images
+    if args.val_fraction is not None:
+        config["validation_fraction"] = args.val_fraction
+    if args.val_images is not None:
+        config["validation_folder"] = str(args.val_images)
+    return config
 
 
 # ---------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Deblurring image files: inputs, output names, the kernel picture, the report.
 
 What ``refdeblur deblur`` does to each file, as a library: read it
-(:func:`read_photo`), choose where its results go (:func:`output_paths`,
+(:func:`read_photo`), choose where its results go, for the whole batch
+before anything is written (:func:`plan_outputs`, :data:`OUTPUT_NAMES`,
 :func:`check_outputs`), deblur it and write the sharp image and a picture of
 the kernel (:func:`deblur_file`), and collect a JSON report
 (:func:`report_header`, :func:`write_report`). Outputs are written to a
@@ -10,6 +11,7 @@ file is replaced only when asked, and an input never.
 """
 
 import time
+from collections import Counter
 import warnings
 from pathlib import Path
 from typing import NamedTuple
@@ -22,12 +24,33 @@ from ..models import model_sha256
 from .pipeline import DeblurWarning, deblur
 from .refinement import refinement_mode
 
-__all__ = ["SHARP_SUFFIX", "ImageFileError", "FileResult", "collect_inputs", "output_paths",
-           "check_outputs", "read_photo", "kernel_image", "deblur_file", "deblur_files",
-           "report_header", "write_report"]
+__all__ = ["SHARP_SUFFIX", "KERNEL_SUFFIX", "OUTPUT_NAMES", "ImageFileError", "OutputPlan",
+           "FileResult", "collect_inputs", "output_paths", "plan_outputs", "check_outputs",
+           "read_photo", "kernel_image", "deblur_file", "deblur_files", "report_header",
+           "write_report"]
 
 #: Added to an input's name for its deblurred image (``photo_deblurred.jpg``).
 SHARP_SUFFIX = "_deblurred"
+
+#: Added to the deblurred image's name for the kernel picture
+#: (``photo_deblurred_kernel.png``).
+KERNEL_SUFFIX = "_kernel"
+
+#: How :func:`plan_outputs` names the outputs of a batch; ``refdeblur
+#: deblur --help`` prints it.
+OUTPUT_NAMES = """\
+output names:
+  NAME.EXT gives NAME_deblurred.EXT and NAME_deblurred_kernel.png, beside the
+  input or under --out-dir (which mirrors the subfolders of a folder given as
+  input). When several inputs of one run would write the same name (a.png and
+  a.jpg; two a.png from different folders into one --out-dir), each of them
+  keeps its extension in the name: a_png_deblurred.png, a_jpg_deblurred.jpg;
+  so does an input whose output name is another input or the --json report.
+  A name that still clashes gets _2, _3, ... in the order of the inputs
+  (a_png_2_deblurred.png). All names are decided before anything is written;
+  an input given twice is deblurred once; an existing file is replaced only
+  with --overwrite, an input never.
+"""
 
 
 class ImageFileError(Exception):
@@ -46,8 +69,9 @@ def collect_inputs(paths):
     -------
     list of (pathlib.Path, pathlib.Path)
         ``(path, name relative to its folder)``; a file given directly is
-        relative to its own folder. Missing files are kept (and reported
-        per input when read).
+        relative to its own folder. A file given twice (also through its
+        folder) is listed once, where it first appears. Missing files are
+        kept (and reported per input when read).
 
     Raises
     ------
@@ -55,15 +79,29 @@ def collect_inputs(paths):
         If a folder holds no images.
     """
     found = []
+    seen = set()
     for path in paths:
         if path.is_dir():
             images = find_images(path)
             if not images:
                 raise ValueError(f"no images found in folder {path}")
-            found.extend((image, image.relative_to(path)) for image in images)
+            candidates = [(image, image.relative_to(path)) for image in images]
         else:
-            found.append((path, Path(path.name)))
+            candidates = [(path, Path(path.name))]
+        for image, relative in candidates:
+            if _path_key(image) not in seen:
+                seen.add(_path_key(image))
+                found.append((image, relative))
     return found
+
+
+def _path_key(path):
+    """A path as compared for clashes: absolute, links resolved, case folded.
+
+    Case is folded so that names that differ only in case, which are one
+    file on case-insensitive file systems, count as a clash everywhere.
+    """
+    return str(Path(path).resolve()).casefold()
 
 
 def output_paths(source, relative, *, out=None, out_dir=None, kernel_out=None):
@@ -96,8 +134,87 @@ def output_paths(source, relative, *, out=None, out_dir=None, kernel_out=None):
         sharp = folder / f"{relative.stem}{SHARP_SUFFIX}{source.suffix}"
     if sharp.suffix == "":
         sharp = sharp.with_suffix(".png")
-    kernel = kernel_out if kernel_out is not None else sharp.with_name(f"{sharp.stem}_kernel.png")
+    kernel = (kernel_out if kernel_out is not None
+              else sharp.with_name(f"{sharp.stem}{KERNEL_SUFFIX}.png"))
     return sharp, kernel
+
+
+class OutputPlan(NamedTuple):
+    """Where :func:`plan_outputs` sends the results of one input."""
+
+    #: The input file.
+    source: Path
+    #: Its deblurred image and kernel picture.
+    sharp_path: Path
+    kernel_path: Path
+    #: True if the default names of :func:`output_paths` clashed and were
+    #: replaced (:data:`OUTPUT_NAMES`).
+    renamed: bool = False
+
+
+def _outputs_named(folder, label, suffix):
+    sharp = folder / f"{label}{SHARP_SUFFIX}{suffix or '.png'}"
+    return sharp, sharp.with_name(f"{sharp.stem}{KERNEL_SUFFIX}.png")
+
+
+def plan_outputs(inputs, *, out=None, out_dir=None, kernel_out=None, reserved=()):
+    """Distinct output paths for every input of a batch (:data:`OUTPUT_NAMES`).
+
+    Decided before anything is written, so no input's outputs can replace
+    another's, an input, or a file in ``reserved``.
+
+    Parameters
+    ----------
+    inputs : list of (pathlib.Path, pathlib.Path)
+        What :func:`collect_inputs` returns.
+    out, out_dir, kernel_out : pathlib.Path, optional
+        See :func:`output_paths`; ``out`` and ``kernel_out`` name the
+        outputs of a single input and are used as given.
+    reserved : iterable of pathlib.Path, optional
+        Other files the run writes (the JSON report).
+
+    Returns
+    -------
+    list of OutputPlan
+        One per input, in order.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> from refdeblur.inference.files import plan_outputs
+    >>> inputs = [(Path("a.png"), Path("a.png")), (Path("a.jpg"), Path("a.jpg")),
+    ...           (Path("b.png"), Path("b.png"))]
+    >>> [plan.sharp_path.name for plan in plan_outputs(inputs, out_dir=Path("D"))]
+    ['a_png_deblurred.png', 'a_jpg_deblurred.jpg', 'b_deblurred.png']
+    """
+    if out is not None or kernel_out is not None:
+        return [OutputPlan(source, *output_paths(source, relative, out=out,
+                                                 kernel_out=kernel_out))
+                for source, relative in inputs]
+    forbidden = {_path_key(path) for path in reserved}
+    forbidden.update(_path_key(source) for source, _ in inputs)
+    folders = [out_dir / relative.parent if out_dir is not None else source.parent
+               for source, relative in inputs]
+    names = [(_path_key(folder), relative.stem.casefold())
+             for folder, (_, relative) in zip(folders, inputs)]
+    sharing = Counter(names)
+    taken = set(forbidden)
+    plans = []
+    for folder, name, (source, relative) in zip(folders, names, inputs):
+        label = relative.stem
+        paths = _outputs_named(folder, label, source.suffix)
+        if sharing[name] > 1 or any(_path_key(p) in forbidden for p in paths):
+            extension = source.suffix.lstrip(".")
+            label = f"{relative.stem}_{extension}" if extension else relative.stem
+        candidate, number = label, 1
+        while any(_path_key(p) in taken
+                  for p in _outputs_named(folder, candidate, source.suffix)):
+            number += 1
+            candidate = f"{label}_{number}"
+        sharp, kernel = _outputs_named(folder, candidate, source.suffix)
+        taken.update((_path_key(sharp), _path_key(kernel)))
+        plans.append(OutputPlan(source, sharp, kernel, renamed=candidate != relative.stem))
+    return plans
 
 
 def check_outputs(source, outputs, overwrite):
@@ -233,16 +350,13 @@ class FileResult(NamedTuple):
     error: str = None
 
 
-def deblur_files(inputs, *, out=None, out_dir=None, kernel_out=None, overwrite=False,
-                 **options):
+def deblur_files(plans, *, overwrite=False, **options):
     """Deblur image files one after the other; a failing input stops no other.
 
     Parameters
     ----------
-    inputs : list of (pathlib.Path, pathlib.Path)
-        What :func:`collect_inputs` returns.
-    out, out_dir, kernel_out : pathlib.Path, optional
-        See :func:`output_paths`.
+    plans : list of OutputPlan
+        What :func:`plan_outputs` returns.
     overwrite : bool, optional
         Replace existing outputs (never an input).
     **options
@@ -253,9 +367,7 @@ def deblur_files(inputs, *, out=None, out_dir=None, kernel_out=None, overwrite=F
     FileResult
         One per input, in order, as soon as it is done.
     """
-    for source, relative in inputs:
-        sharp_path, kernel_path = output_paths(source, relative, out=out, out_dir=out_dir,
-                                               kernel_out=kernel_out)
+    for source, sharp_path, kernel_path, _ in plans:
         try:
             check_outputs(source, (sharp_path, kernel_path), overwrite)
             record = deblur_file(source, sharp_path, kernel_path, **options)

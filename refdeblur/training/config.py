@@ -4,21 +4,43 @@ A run folder holds ``config.json`` (:func:`default_config`, written once when
 the run starts), ``checkpoint.npz`` (a model file that
 :func:`refdeblur.load_model` reads, with the optimiser and random-generator
 state stored alongside) and ``log.jsonl`` (:mod:`refdeblur.training.log`).
-Paths inside the configuration (``images``, ``base_model``) are used as
-written, relative to the working directory of the process that trains.
+Paths inside the configuration (``images``, ``base_model``,
+``validation_folder``) are used as written, relative to the working
+directory of the process that trains.
+
+:data:`RECIPES` names the configurations of the shipped networks;
+:func:`recipe_config` reads one from the network's recipe file.
 """
 
 import json
 from pathlib import Path
 
+from ..models import shipped_model_path
 from ..network import DEFAULT_SCALES
 
-__all__ = ["CONFIG_FILE", "CHECKPOINT_FILE", "LOG_FILE", "default_config",
-           "architecture_options", "read_config", "write_config", "training_command"]
+__all__ = ["CONFIG_FILE", "CHECKPOINT_FILE", "LOG_FILE", "RECIPES", "default_config",
+           "recipe_config", "recipe_steps", "architecture_options", "read_config",
+           "write_config", "training_command"]
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.npz"
 LOG_FILE = "log.jsonl"
+
+#: The shipped networks whose configuration :func:`recipe_config` gives,
+#: with what that configuration trains and the base network it starts from
+#: (the file the shipped run used, in ``benchmarks/training_runs/``).
+RECIPES = {
+    "k17": ("the second of the shipped 17 px network's two phases: 2,059 steps "
+            "fine-tuning all three stages end to end on 256 px crops, Adam 3e-4, "
+            "starting from the first phase's network (13,407 steps on 128 px "
+            "crops, Adam 1e-3 then 3e-4; base k17_session4.npz)"),
+    "k25": ("a 25 px scale (17 x 17 filters, Adam 1e-3, 256 px crops, a stage "
+            "every 2,000 steps) on a frozen 17 px network (base base17f17_for25.npz); "
+            "3,327 steps, exported with --stages 2"),
+    "k33": ("a 33 px scale (17 x 17 filters, Adam 1e-3, 256 px crops, a stage "
+            "every 3,000 steps) on a frozen 25 px network (base "
+            "base25f17c256_for33.npz); 3,511 steps, exported with --stages 1"),
+}
 
 
 def default_config(kernel_size, **overrides):
@@ -36,8 +58,11 @@ def default_config(kernel_size, **overrides):
     dict
         JSON-serialisable. ``images`` (the folder of training images,
         searched recursively) must be set before :func:`refdeblur.training.train`
-        can use it; ``validation_images`` of its images are held out
-        (:func:`refdeblur.training.data.validation_split`).
+        can use it. Validation uses the images of ``validation_folder`` if
+        set, else ``validation_fraction`` of the training images if set,
+        else ``validation_images`` of them
+        (:func:`refdeblur.training.data.validation_split`); a configuration
+        without the two newer keys means they are None.
 
     Raises
     ------
@@ -66,12 +91,60 @@ def default_config(kernel_size, **overrides):
         "validation_seed": 12345,
         "images": None,
         "validation_images": 60,
+        "validation_fraction": None,
+        "validation_folder": None,
     }
     for key, value in overrides.items():
         if key not in config:
             raise ValueError(f"unknown training option {key!r}")
         config[key] = value
     return config
+
+
+def _recipe_file(name):
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
+    return shipped_model_path(int(name[1:])).with_suffix(".json")
+
+
+def recipe_config(name, **overrides):
+    """The configuration that trained a shipped network (:data:`RECIPES`).
+
+    Read from the network's recipe file (``refdeblur/models/k17.json``,
+    ...), so it is the shipped configuration itself, completed with the
+    defaults of the keys added since (which reproduce what the run did).
+
+    Parameters
+    ----------
+    name : {"k17", "k25", "k33"}
+    **overrides
+        Values replacing the recipe's, as in :func:`default_config`; the
+        recipe's ``images`` and ``base_model`` are the paths of the machine
+        that trained it, to be replaced.
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    ValueError
+        For an unknown recipe or option.
+    """
+    shipped = json.loads(_recipe_file(name).read_text())["config"]
+    config = default_config(shipped["kernel_size"])
+    # "note" records how the shipped run went; it is not a setting.
+    config.update({key: value for key, value in shipped.items() if key != "note"})
+    for key, value in overrides.items():
+        if key not in config:
+            raise ValueError(f"unknown training option {key!r}")
+        config[key] = value
+    return config
+
+
+def recipe_steps(name):
+    """The steps of the shipped run that :func:`recipe_config` ``(name)`` describes."""
+    return int(json.loads(_recipe_file(name).read_text())["steps"])
 
 
 def architecture_options(kernel_size, *, filter_size=None, n_filters=None,
@@ -142,9 +215,14 @@ def training_command(config):
              "--frozen-steps", str(config["frozen_steps"]),
              "--optimizer", config["optimizer"].get("name", "adadelta"),
              "--learning-rate", str(config["optimizer"]["learning_rate"]),
-             "--dtype", config.get("dtype", "float64"),
-             "--validation-images", str(config["validation_images"]),
-             "--validate-every", str(config["validate_every"])]
+             "--dtype", config.get("dtype", "float64")]
+    if config.get("validation_folder"):
+        parts += ["--val-images", config["validation_folder"]]
+    elif config.get("validation_fraction"):
+        parts += ["--val-fraction", repr(config["validation_fraction"])]
+    else:
+        parts += ["--validation-images", str(config["validation_images"])]
+    parts += ["--validate-every", str(config["validate_every"])]
     if arch.get("filter_sizes"):
         parts += ["--filter-size", str(arch["filter_sizes"][-1])]
     if arch.get("n_filters"):

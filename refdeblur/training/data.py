@@ -22,9 +22,11 @@ pairs", G14 to G16):
   explicit ``numpy.random.Generator``, in this order for every example, so a
   batch is a deterministic function of the generator state.
 
-A run holds out every k-th image of its sorted image list for validation
+A run validates on a number or a fraction of its images, spread evenly over
+their sorted list, or on the images of a folder of their own
 (:func:`validation_split`, derivations/training.md, "Validation");
-:func:`load_run_data` prepares both parts for a run's configuration.
+:func:`load_run_data` prepares both parts for a run's configuration and
+says how it split them.
 """
 
 import numbers
@@ -515,18 +517,22 @@ def validation_set(images, n, crop_size, kernel_size, *, seed, **options):
 # The data of a run
 # --------------------------------------------------------------------------
 
-def validation_split(paths, n_held_out):
+def validation_split(paths, n_held_out=60, *, fraction=None):
     """Split image paths into training and validation images.
 
     Every k-th path of the list (in the order given; sorted for a run) is
-    held out, so the validation images spread over the whole collection.
+    held out, ``k = len(paths) / held out``, so the validation images spread
+    over the whole collection.
 
     Parameters
     ----------
     paths : sequence
         Image paths, at least two.
-    n_held_out : int
+    n_held_out : int, optional
         Images to hold out; clipped to ``[1, len(paths) // 2]``.
+    fraction : float, optional
+        Hold out ``round(fraction * len(paths))`` images instead, clipped to
+        ``[1, len(paths) - 1]``; ``0 < fraction < 1``.
 
     Returns
     -------
@@ -536,17 +542,24 @@ def validation_split(paths, n_held_out):
     Raises
     ------
     ValueError
-        If fewer than two paths are given.
+        If fewer than two paths are given, or ``fraction`` is not in (0, 1).
 
     Examples
     --------
     >>> from refdeblur.training.data import validation_split
     >>> validation_split(["a", "b", "c", "d", "e", "f"], 2)
     (['b', 'c', 'e', 'f'], ['a', 'd'])
+    >>> validation_split(["a", "b", "c", "d", "e", "f"], fraction=0.5)
+    (['b', 'd', 'f'], ['a', 'c', 'e'])
     """
     if len(paths) < 2:
         raise ValueError("need at least two images (one for validation)")
-    n_held_out = max(1, min(n_held_out, len(paths) // 2))
+    if fraction is not None:
+        if not 0 < fraction < 1:
+            raise ValueError(f"the validation fraction must be in (0, 1), got {fraction}")
+        n_held_out = max(1, min(round(fraction * len(paths)), len(paths) - 1))
+    else:
+        n_held_out = max(1, min(n_held_out, len(paths) // 2))
     stride = len(paths) / n_held_out
     held = {int(i * stride) for i in range(n_held_out)}
     train = [p for i, p in enumerate(paths) if i not in held]
@@ -564,10 +577,41 @@ class RunData(NamedTuple):
         drawing all its randomness from ``rng``.
     validation : tuple of numpy.ndarray
         The fixed validation pairs ``(blurry, kernels)``.
+    split : str
+        One line saying which images train and which validate, and why.
     """
 
     batch_source: Callable
     validation: tuple
+    split: str = ""
+
+
+def _split_run_images(config):
+    """``(train paths, validation paths, the line saying so)`` of a run."""
+    images = Path(config["images"])
+    paths = find_images(images)
+    folder = config.get("validation_folder")
+    if folder:
+        validation_paths = find_images(Path(folder))
+        if not validation_paths:
+            raise ValueError(f"no images found in the validation folder {folder}")
+        held = {path.resolve() for path in validation_paths}
+        train_paths = [path for path in paths if path.resolve() not in held]
+        left_out = len(paths) - len(train_paths)
+        split = (f"{len(train_paths)} training images in {images}, "
+                 f"{len(validation_paths)} validation images in {folder}")
+        if left_out:
+            split += f" ({left_out} of them also below {images}, left out of training)"
+        return train_paths, validation_paths, split
+    fraction = config.get("validation_fraction")
+    train_paths, validation_paths = validation_split(
+        paths, config["validation_images"], fraction=fraction)
+    rule = (f"--val-fraction {fraction}, at least 1" if fraction is not None
+            else f"--validation-images {config['validation_images']}, at most half")
+    split = (f"{len(validation_paths)} of the {len(paths)} images in {images} held out "
+             f"for validation ({rule}, spread over the sorted list), "
+             f"{len(train_paths)} for training")
+    return train_paths, validation_paths, split
 
 
 def load_run_data(config):
@@ -577,8 +621,9 @@ def load_run_data(config):
     ----------
     config : dict
         A run's configuration (:func:`refdeblur.training.default_config`):
-        ``images`` (the folder, searched recursively), ``validation_images``
-        (how many of them :func:`validation_split` holds out),
+        ``images`` (the folder, searched recursively), the validation
+        images (``validation_folder``, else ``validation_fraction``, else
+        ``validation_images``, see :func:`validation_split`),
         ``kernel_size``, ``crop_size``, ``noise_std``, ``n_validation`` and
         ``validation_seed``.
 
@@ -594,13 +639,14 @@ def load_run_data(config):
     """
     kernel_size = config["kernel_size"]
     crop = config["crop_size"]
-    paths = find_images(Path(config["images"]))
-    train_paths, validation_paths = validation_split(paths, config["validation_images"])
+    train_paths, validation_paths, split = _split_run_images(config)
     min_size = crop + kernel_size - 1
     train_images = load_gray_images(train_paths, min_size=min_size)
     validation_images = load_gray_images(validation_paths, min_size=min_size)
     if not train_images or not validation_images:
-        raise ValueError(f"no usable images of at least {min_size} px in {config['images']}")
+        side = "training" if not train_images else "validation"
+        raise ValueError(f"no usable {side} images of at least {min_size} px "
+                         f"({split})")
     validation = validation_set(validation_images, config["n_validation"], crop,
                                 kernel_size, seed=config["validation_seed"],
                                 noise_std=config["noise_std"])
@@ -610,4 +656,4 @@ def load_run_data(config):
                            noise_std=config["noise_std"])
         return batch.y, batch.k
 
-    return RunData(batch_source, (validation.y, validation.k))
+    return RunData(batch_source, (validation.y, validation.k), split)

@@ -137,6 +137,14 @@ class Trainer:
         with open(self.log_path, "a", encoding="utf-8") as stream:
             stream.write(json.dumps(record) + "\n")
 
+    def logged_validation(self):
+        """The last validation error in ``log.jsonl`` (None if there is none)."""
+        if not self.log_path.exists():
+            return None
+        errors = [record["validation"] for record in read_log(self.log_path)
+                  if "validation" in record and record.get("step", 0) <= self.step]
+        return errors[-1] if errors else None
+
     def validate(self, phase):
         """Mean squared kernel error of the validation set."""
         blurry, kernels = self.validation
@@ -276,8 +284,12 @@ def train(config=None, *, out_dir, steps, resume=False, progress=False,
     resume : bool, optional
         Continue from the checkpoint in ``out_dir``.
     progress : bool or callable, optional
-        True draws a progress bar on stderr; a callable is called after
-        every step as ``progress(step, running_loss, validation_error)``.
+        True draws a progress bar on stderr, after a line saying how the
+        images were split into training and validation; it shows the last
+        validation error once there is one (after a resume, the log's). A
+        callable is called after every step as ``progress(step,
+        running_loss, validation_error)``, the error NaN before the first
+        validation of this call.
     checkpoint_seconds : float, optional
         Wall time between two checkpoints.
 
@@ -324,7 +336,12 @@ def train(config=None, *, out_dir, steps, resume=False, progress=False,
             run_dir.mkdir(parents=True, exist_ok=True)
             write_config(run_dir, config)
             trainer.save_checkpoint()
-        with _progress_callback(progress, steps, trainer.step) as callback:
+        last_validation = None
+        if progress is True:
+            print(data.split, file=sys.stderr)
+            last_validation = trainer.logged_validation()
+        with _progress_callback(progress, steps, trainer.step,
+                                last_validation) as callback:
             error = trainer.run(steps, progress=callback,
                                 checkpoint_seconds=checkpoint_seconds,
                                 stop_signals=(signal.SIGTERM, signal.SIGINT))
@@ -333,17 +350,29 @@ def train(config=None, *, out_dir, steps, resume=False, progress=False,
 
 
 @contextlib.contextmanager
-def _progress_callback(progress, total, initial):
-    """The ``progress`` argument of :func:`train` as a callback (or None)."""
+def _progress_callback(progress, total, initial, last_validation=None):
+    """The ``progress`` argument of :func:`train` as a callback (or None).
+
+    The bar shows ``val=`` only once a validation error is known:
+    ``last_validation`` (from the log of a resumed run) until this call
+    computes one.
+    """
     if callable(progress) or not progress:
         yield progress or None
         return
+    shown = {"val": last_validation}
     bar = tqdm(total=total, initial=min(initial, total), unit="step",
-               dynamic_ncols=True, file=sys.stderr)
+               dynamic_ncols=True, file=sys.stderr,
+               postfix=None if last_validation is None else {"val": f"{last_validation:.3g}"})
 
     def update(step, loss, validation_error):
+        if not math.isnan(validation_error):
+            shown["val"] = validation_error
+        postfix = {"loss": f"{loss:.3g}"}
+        if shown["val"] is not None:
+            postfix["val"] = f"{shown['val']:.3g}"
+        bar.set_postfix(postfix, refresh=False)
         bar.update(step - bar.n)
-        bar.set_postfix(loss=f"{loss:.3g}", val=f"{validation_error:.3g}")
 
     try:
         yield update
