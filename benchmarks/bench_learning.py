@@ -1,6 +1,6 @@
 """Evidence that the shipped networks learned: kernel error on held-out pairs.
 
-Run ``python benchmarks/bench_learning.py --images ../shared/data/train``.
+Run ``python benchmarks/bench_learning.py --images TRAIN_IMAGES``.
 For each shipped network it builds pairs from the images that training held
 out for validation (the same split as ``refdeblur train``: every k-th image
 of the sorted list, 60 images), blurred with freshly sampled kernels (a seed

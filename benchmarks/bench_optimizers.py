@@ -1,6 +1,6 @@
 """ADADELTA against Adam: how fast each fits one fixed mini-batch.
 
-Run ``python benchmarks/bench_optimizers.py --images ../shared/data/train``.
+Run ``python benchmarks/bench_optimizers.py --images TRAIN_IMAGES``.
 
 Both optimisers start from the same freshly initialised network (stage 1 of
 the 17 px network, the shipped models' architecture) and train on the same

@@ -1,6 +1,6 @@
 """Could the network size be chosen from the image? A check on Levin et al.'s set.
 
-Run ``python benchmarks/levin_kernel_size_choice.py --data ../shared/data/levin2009``.
+Run ``python benchmarks/levin_kernel_size_choice.py --data LEVIN_DATA``.
 ``refdeblur bench levin`` picks each case's network from the *true* kernel
 size (an oracle a user does not have). Here the kernel is first estimated
 with the largest network (33 px, the default pipeline), the radius ``r`` of
