@@ -62,8 +62,17 @@ def gray_image(name):
 
 
 def figure_parser(doc, name, *, seed_help="random seed (default 0)",
-                  quick_help="small and fast (for tests)", model=True, seed=True):
-    """The options the figure scripts share: --model, --seed, --out, --quick."""
+                  quick_help="small and fast (for tests)", model=True, seed=True,
+                  png_out=True, out_default=None):
+    """The options every script of this folder shares, with one meaning.
+
+    ``--out DIR`` is the folder the script writes into (default: the current
+    directory; created if missing); with ``png_out`` it may instead be a file
+    name ending in ``.png``. ``--quick`` makes a small, fast version (used by
+    the tests and ``make_figures.py --quick``). ``--model FILE`` and
+    ``--seed N`` are added where the script uses a network or randomness.
+    ``out_default`` replaces the current directory as the default folder.
+    """
     import argparse
 
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
@@ -72,10 +81,22 @@ def figure_parser(doc, name, *, seed_help="random seed (default 0)",
                             help="model file (default: the shipped 17 px network)")
     if seed:
         parser.add_argument("--seed", type=int, default=0, help=seed_help)
-    parser.add_argument("--out", type=Path, default=None,
-                        help=f"output folder or .png file (default: ./{name})")
+    where = "output folder or .png file" if png_out else "output folder"
+    default = (f"{out_default}" if out_default is not None
+               else f"the current directory, ./{name}")
+    parser.add_argument("--out", type=Path, default=out_default,
+                        help=f"{where} (default: {default})")
     parser.add_argument("--quick", action="store_true", help=quick_help)
     return parser
+
+
+def output_folder(out):
+    """The folder ``--out`` names, created if missing (default: the current directory)."""
+    if out is None:
+        return Path(".")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 def first_stage_images(net, blurry):

@@ -8,13 +8,13 @@ on its own pixel grid, scaled to its maximum, white on black.
 
 Usage::
 
-    python fig06_sampled_kernels.py [--seed 0] [--rows 4] [--cols 4] [--out PATH]
+    python fig06_sampled_kernels.py [--seed 0] [--rows 4] [--cols 4] [--out DIR] [--quick]
 
-writes ``fig06_sampled_kernels.png`` into the current directory unless
-``--out`` says otherwise.
+writes ``fig06_sampled_kernels.png`` into the current directory, or into
+``--out`` (a folder, or a file name ending in ``.png``). ``--quick`` draws
+2 x 2 kernels per size at a lower resolution.
 """
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -24,12 +24,12 @@ matplotlib.use("Agg")  # no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-try:
-    from refdeblur.camera_shake import sample_kernels
-except ImportError:  # running from a source checkout without installing
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from refdeblur.camera_shake import sample_kernels
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _figure_common
+from _figure_common import figure_parser, save_figure  # noqa: E402
 
+from refdeblur.camera_shake import sample_kernels  # noqa: E402
+
+NAME = "fig06_sampled_kernels.png"
 SIZES = (33, 17)  # left, right, as in the paper's figure
 
 
@@ -65,17 +65,16 @@ def make_figure(seed, rows, cols):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--rows", type=int, default=4, help="kernel rows per size")
-    parser.add_argument("--cols", type=int, default=4, help="kernel columns per size")
-    parser.add_argument("--out", type=Path, default=Path("fig06_sampled_kernels.png"),
-                        help="output PNG (default: ./fig06_sampled_kernels.png)")
+    parser = figure_parser(__doc__, NAME, model=False,
+                           quick_help="2 x 2 kernels per size, low resolution (for tests)")
+    parser.add_argument("--rows", type=int, default=None,
+                        help="kernel rows per size (default 4; 2 with --quick)")
+    parser.add_argument("--cols", type=int, default=None,
+                        help="kernel columns per size (default 4; 2 with --quick)")
     args = parser.parse_args(argv)
-    fig = make_figure(args.seed, args.rows, args.cols)
-    fig.savefig(args.out, dpi=150)
-    plt.close(fig)
-    print(f"wrote {args.out}")
+    default = 2 if args.quick else 4
+    fig = make_figure(args.seed, args.rows or default, args.cols or default)
+    save_figure(fig, args.out, NAME, quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -7,22 +7,36 @@ kernel (``refdeblur.sample_kernel``, fixed seed) by 'valid' convolution of
 every colour channel, so the borders are real, not circular; Gaussian noise
 of standard deviation 0.01 is added and the result is stored as 8-bit PNG.
 
-Run ``python examples/make_blurry_sample.py [--out DIR]``; it writes
-``blurry_astronaut.png`` and ``blurry_astronaut_true_kernel.png`` (the
-kernel, enlarged for viewing). The true kernel is also available in code
-as :func:`sample_kernel_and_image`, which the tests use.
+Usage::
+
+    python make_blurry_sample.py [--out DIR] [--quick]
+
+writes ``blurry_astronaut.png`` and ``blurry_astronaut_true_kernel.png``
+(the kernel, enlarged for viewing) into the current directory, or into
+``--out``. The copies in this folder are regenerated with
+``python examples/make_blurry_sample.py --out examples/``. ``--quick`` is
+accepted like in every script of this folder and changes nothing: the
+sample is the same photo either way, so the README's commands stay true.
+The true kernel is also available in code as
+:func:`sample_kernel_and_image`, which the tests use.
 """
 
-import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 from scipy.signal import fftconvolve
 from skimage import data
 
-from refdeblur import sample_kernel
-from refdeblur.inference.files import kernel_image
-from refdeblur.image_io import write_image
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _figure_common
+from _figure_common import figure_parser, output_folder  # noqa: E402
+
+from refdeblur import sample_kernel  # noqa: E402
+from refdeblur.inference.files import kernel_image  # noqa: E402
+from refdeblur.image_io import write_image  # noqa: E402
+
+NAME = "blurry_astronaut.png"
+KERNEL_NAME = "blurry_astronaut_true_kernel.png"
 
 SEED = 2016
 KERNEL_WINDOW = 23       # the blur fits the default 25 px window
@@ -43,13 +57,14 @@ def sample_kernel_and_image():
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
+    parser = figure_parser(__doc__, NAME, model=False, seed=False, png_out=False,
+                           quick_help="accepted for uniformity; the sample is the same")
     args = parser.parse_args(argv)
+    out = output_folder(args.out)
     blurry, kernel, _ = sample_kernel_and_image()
-    write_image(args.out / "blurry_astronaut.png", blurry)
-    write_image(args.out / "blurry_astronaut_true_kernel.png", kernel_image(kernel))
-    print(args.out / "blurry_astronaut.png")
+    for name, image in ((NAME, blurry), (KERNEL_NAME, kernel_image(kernel))):
+        write_image(out / name, image)
+        print(f"wrote {out / name}")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
-"""The figure scripts in examples/ run on a fresh checkout and write a PNG.
+"""The scripts in examples/ run on a fresh checkout and write only into ``--out``.
 
 Each script runs in its own Python process with ``--quick`` (small images,
 few iterations), from a working directory outside the repository, with
-warnings turned into errors like the rest of the test suite.
+warnings turned into errors like the rest of the test suite; neither that
+directory nor the repository gains a file.
 """
 
+import importlib
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,16 +19,29 @@ import pytest
 
 from refdeblur._engine import NUMBA_WARNING
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+REPOSITORY = Path(__file__).resolve().parents[1]
+EXAMPLES = REPOSITORY / "examples"
 
 SCRIPTS = {
     "coarse_to_fine_refinement.py": "coarse_to_fine_refinement.png",
     "fig02_stage_outputs.py": "fig02_stage_outputs.png",
+    "fig06_sampled_kernels.py": "fig06_sampled_kernels.png",
     "fig07_learned_filters.py": "fig07_learned_filters.png",
     "fig09_histograms.py": "fig09_histograms.png",
     "fig11_activation_maximisation.py": "fig11_activation_maximisation.png",
     "fig19_error_vs_image_size.py": "fig19_error_vs_image_size.png",
 }
+
+
+def repository_files():
+    """Files in the repository's root and in examples/, with their modification times.
+
+    Byte-code caches are left out: importing a script may write them.
+    """
+    files = {p: p.stat().st_mtime_ns for p in REPOSITORY.iterdir() if p.is_file()}
+    files.update({p: p.stat().st_mtime_ns for p in EXAMPLES.rglob("*")
+                  if p.is_file() and "__pycache__" not in p.parts})
+    return files
 
 
 def run_script(script, cwd, *args):
@@ -54,9 +70,56 @@ def test_script_writes_its_figure(script, tmp_path):
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
     out = tmp_path / "out"
+    before = repository_files()
     run_script(script, workdir, "--quick", "--out", str(out))
     check_png(out / SCRIPTS[script])
+    assert [p.name for p in out.iterdir()] == [SCRIPTS[script]]
     assert not any(workdir.iterdir()), "the script wrote into the working directory"
+    assert repository_files() == before, "the script changed the repository"
+
+
+def test_blurry_sample_goes_to_out_and_matches_the_shipped_one(tmp_path):
+    """``make_blurry_sample.py`` writes into ``--out`` only, and reproduces the
+    tracked sample photo and its kernel byte for byte."""
+    workdir = tmp_path / "elsewhere"
+    workdir.mkdir()
+    out = tmp_path / "out"
+    before = repository_files()
+    run_script("make_blurry_sample.py", workdir, "--quick", "--out", str(out))
+    names = ("blurry_astronaut.png", "blurry_astronaut_true_kernel.png")
+    assert sorted(p.name for p in out.iterdir()) == list(names)
+    for name in names:
+        assert (out / name).read_bytes() == (EXAMPLES / name).read_bytes(), name
+    assert not any(workdir.iterdir()), "the script wrote into the working directory"
+    assert repository_files() == before, "the script changed the repository"
+
+
+def test_make_figures_regenerates_every_figure_the_readmes_show(tmp_path, monkeypatch):
+    """``make_figures.py`` covers every ``examples/figures/`` of both READMEs
+    and writes them into ``--out`` (its scripts run in-process)."""
+    shown = set()
+    for readme in (REPOSITORY / "README.md", EXAMPLES / "README.md"):
+        text = readme.read_text(encoding="utf-8")
+        shown |= set(re.findall(r"examples/figures/(\w+\.png)", text))
+        shown |= set(re.findall(r"\]\(figures/(\w+\.png)\)", text))
+    committed = {p.name for p in (EXAMPLES / "figures").glob("*.png")}
+    assert shown and shown <= committed, f"not committed: {sorted(shown - committed)}"
+    module = load_script("make_figures.py")
+    assert {name + ".png" for name in module.README_FIGURES} == shown
+    assert module.FIGURES_FOLDER == EXAMPLES / "figures"
+    # Drawing the figures is what the per-script tests check; here each
+    # script's main only records the options it is given.
+    calls = {}
+    for name in module.README_FIGURES + module.OTHER_FIGURES:
+        script = importlib.import_module(name)
+        monkeypatch.setattr(script, "main", lambda argv, name=name: calls.__setitem__(name, argv))
+    module.main(["--quick", "--out", str(tmp_path)])
+    assert calls == {name: ["--out", str(tmp_path), "--quick"]
+                     for name in module.README_FIGURES}
+    calls.clear()
+    module.main(["--all"])
+    assert set(calls) == set(module.README_FIGURES + module.OTHER_FIGURES)
+    assert all(argv == ["--out", str(EXAMPLES / "figures")] for argv in calls.values())
 
 
 def test_model_option_and_default_output(tmp_path):
@@ -95,9 +158,20 @@ def test_out_is_a_folder_or_a_png_file(script, tmp_path):
 def test_every_script_is_tested_and_documented():
     # every script but the helpers and the sample-photo maker draws a figure
     scripts = {p.name for p in EXAMPLES.glob("*.py")
-               if not p.name.startswith("_") and p.name != "make_blurry_sample.py"}
-    listed = set(SCRIPTS) | {"fig06_sampled_kernels.py"}
-    assert scripts == listed, f"untested scripts: {sorted(scripts - listed)}"
+               if not p.name.startswith("_")
+               and p.name not in ("make_blurry_sample.py", "make_figures.py")}
+    assert scripts == set(SCRIPTS), f"untested scripts: {sorted(scripts - set(SCRIPTS))}"
     readme = (EXAMPLES / "README.md").read_text(encoding="utf-8")
-    for name in scripts:
+    for name in scripts | {"make_blurry_sample.py", "make_figures.py"}:
         assert name in readme, f"{name} is missing from examples/README.md"
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS) + ["make_blurry_sample.py"])
+def test_every_script_takes_quick_and_out(script, capsys):
+    """The options examples/README.md promises for every script."""
+    with pytest.raises(SystemExit) as exit_info:
+        load_script(script).main(["--help"])
+    assert exit_info.value.code == 0
+    usage = " ".join(capsys.readouterr().out.split())   # undo the line wrapping
+    assert "--quick" in usage and "--out" in usage
+    assert "current directory" in usage
