@@ -24,7 +24,7 @@ import numpy as np
 from ._engine.threads import one_blas_thread
 from .layers.conv2d import Conv2D
 from .layers.image_quotient import ImageQuotient
-from .layers.kernel_quotient import KernelQuotient
+from .layers.kernel_quotient import BETA_MODES, KernelQuotient
 from .layers.recombine import Recombine
 from .layers.resample import Resample
 from .layers.tanh import Tanh
@@ -63,8 +63,14 @@ class Architecture:
     #: Barthann ramp of the kernel quotient per scale; None means m_j
     #: (derivations/edge_taper.md, "Choice of shape").
     taper_widths: tuple = None
-    #: beta_k of Eq. 4 (paper: 1e-4, fixed).
+    #: beta_k of Eq. 4 (paper: 1e-4, fixed), or with ``beta_k_mode =
+    #: "relative"`` its factor on the features' power.
     beta_k: float = 1e-4
+    #: "constant": Eq. 4's beta_k is ``beta_k``. "relative": it is ``beta_k``
+    #: times the mean over frequencies of sum_i |F x̃_i|^2 of each example,
+    #: so that the features cannot drown it
+    #: (derivations/kernel_quotient.md, "Scale of β_k", (K15)-(K17)).
+    beta_k_mode: str = "constant"
     #: Starting value of the learned beta_x of Eq. 5
     #: (derivations/image_quotient.md, "Parametrisation of β_x").
     initial_beta_x: float = 1e-2
@@ -99,6 +105,9 @@ class Architecture:
             raise ValueError(f"n_pairs needs one entry per stage "
                              f"({self.n_stages}), got {self.n_pairs}")
         object.__setattr__(self, "n_pairs", pairs)
+        if self.beta_k_mode not in BETA_MODES:
+            raise ValueError(f"beta_k_mode must be one of {BETA_MODES}, "
+                             f"got {self.beta_k_mode!r}")
         if self.inference_stages is not None and not (
                 1 <= int(self.inference_stages) <= self.n_stages):
             raise ValueError(f"inference_stages must be in 1..{self.n_stages}, "
@@ -178,6 +187,7 @@ class Stage:
                                     bias=arch.recombine_bias)
         self.kernel_quotient = KernelQuotient(
             kernel_size, taper_width=taper_width, beta=arch.beta_k,
+            beta_mode=arch.beta_k_mode,
             normalize=arch.normalize_kernel)
         self.image_quotient = ImageQuotient(
             kernel_size, initial_beta=arch.initial_beta_x)

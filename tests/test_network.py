@@ -1,10 +1,12 @@
 """Gradient checks of a stage, a 3-stage scale network and a 2-scale network."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from refdeblur import build_network, gradcheck
-from refdeblur.network import Architecture, Stage
+from refdeblur.network import Architecture, Network, Stage
 from refdeblur.network_fast import predict
 
 TOL = 1e-6
@@ -320,3 +322,64 @@ def test_zero_mean_filters_start_blind_to_brightness(rng):
     b, _ = stage.conv.forward(image + 0.25, conv_params)
     np.testing.assert_allclose(a, b, atol=1e-12)
     assert not build_network(9, rng=rng).architecture.zero_mean_filters
+
+
+RELATIVE = dict(SMALL, beta_k=0.05, beta_k_mode="relative")
+
+
+def test_scale_network_with_relative_beta_k_gradients(rng):
+    # beta_k tied to the feature power (derivations/kernel_quotient.md (K15)-(K17)).
+    net = build_network(5, rng=rng, filter_sizes=(3,), n_pairs=(1, 2, 3), **RELATIVE)
+    image = rng.random((2, 19, 16))
+    errors = _check_every_parameter(net, image, _true_kernels(rng, 2, 5), rng)
+    assert max(errors.values()) <= TOL, f"worst {max(errors.values()):.2e}: {errors}"
+
+
+def test_relative_beta_k_stage_vjp_single_example(rng):
+    arch = Architecture(kernel_sizes=(5,), filter_sizes=(3,), **RELATIVE)
+    stage = Stage("s.", 2, 5, 3, 2, 2, arch)
+    params = stage.init_params(rng)
+    stage_input = rng.random((1, 2, 17, 14))
+    blurry = rng.random((1, 17, 14))
+    names = sorted(params)
+
+    def function(stage_input, *values):
+        kernel, latent, _ = stage.forward(stage_input, blurry, dict(zip(names, values)))
+        return np.concatenate([kernel.ravel(), latent.ravel()])
+
+    _, _, cache = stage.forward(stage_input, blurry, params)
+
+    def vjp(weight):
+        dkernel = weight[:25].reshape(1, 5, 5)
+        dlatent = weight[25:].reshape(1, 17, 14)
+        dinput, _, grads = stage.backward(dkernel, dlatent, cache)
+        return [dinput] + [grads[n] for n in names]
+
+    errors = gradcheck.check_vjp(function, [stage_input] + [params[n] for n in names],
+                                 vjp, rng=rng)
+    assert max(errors) <= TOL, f"stage rel errs {dict(zip(['input'] + names, errors))}"
+
+
+def test_inference_path_honours_relative_beta_k(rng):
+    net = build_network(7, rng=rng, kernel_sizes=(5, 7), filter_sizes=(3, 5),
+                        n_filters=4, n_hidden=4, beta_k=0.05, beta_k_mode="relative")
+    image = rng.random((2, 33, 29))
+    lean, full = predict(net, image), net.forward(image)
+    np.testing.assert_array_equal(lean.kernel, full.kernel)
+    np.testing.assert_array_equal(lean.latent, full.latent)
+    constant = Network(dataclasses.replace(net.architecture, beta_k_mode="constant"),
+                       net.params)
+    assert np.abs(constant.forward(image).kernel - full.kernel).max() > 1e-3
+    out32 = predict(net.astype(np.float32), image.astype(np.float32))
+    assert out32.kernel.dtype == np.float32
+    assert np.abs(out32.kernel - full.kernel).max() <= 1e-4
+
+
+def test_beta_k_mode_round_trip_and_old_dicts():
+    arch = Architecture(beta_k=0.05, beta_k_mode="relative")
+    assert Architecture.from_dict(arch.to_dict()) == arch
+    old = Architecture().to_dict()
+    del old["beta_k_mode"]
+    assert Architecture.from_dict(old).beta_k_mode == "constant"
+    with pytest.raises(ValueError, match="beta_k_mode"):
+        Architecture(beta_k_mode="learned")

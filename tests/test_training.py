@@ -19,6 +19,7 @@ import skimage.data
 import skimage.io
 
 from refdeblur import load_model
+from refdeblur._engine import NUMBA_WARNING
 from refdeblur.cli import build_parser, main
 from refdeblur.model_io import read_model_file
 from refdeblur.training import TrainingResult, default_config, train
@@ -28,6 +29,12 @@ from refdeblur.training.optim import Adadelta, Adam, make_optimizer, optimizer_s
 from refdeblur.training.schedule import Phase, phase_at, stagewise_schedule
 from refdeblur.training.step import OutlierFilter
 
+
+
+def _first_line(stderr):
+    """The run's first line of its own, past the one warning a run without numba prints."""
+    return next(line for line in stderr.splitlines()
+                if NUMBA_WARNING not in line and not line.startswith(" "))
 
 def test_adadelta_matches_hand_computed_steps():
     params = {"w": np.array([1.0, -2.0])}
@@ -442,7 +449,7 @@ def _bar_states(stderr):
 def test_val_fraction_is_stated_and_recorded(image_folder, tmp_path):
     run = _train(image_folder, tmp_path / "run", 2, "--val-fraction", "0.5")
     assert run.returncode == 0, run.stderr
-    first_line = run.stderr.splitlines()[0]
+    first_line = _first_line(run.stderr)
     assert "3 of the 6 images" in first_line and "3 for training" in first_line
     assert "--val-fraction 0.5" in first_line
     config = json.loads((tmp_path / "run" / "config.json").read_text())
@@ -461,7 +468,7 @@ def test_val_images_folder_is_left_out_of_training(image_folder, tmp_path):
         (held / "astronaut.png").unlink()
         held.rmdir()
     assert run.returncode == 0, run.stderr
-    first_line = run.stderr.splitlines()[0]
+    first_line = _first_line(run.stderr)
     assert "6 training images" in first_line and "1 validation images" in first_line
     assert "left out of training" in first_line
     config = json.loads((tmp_path / "run" / "config.json").read_text())
@@ -472,8 +479,8 @@ def test_val_images_folder_is_left_out_of_training(image_folder, tmp_path):
 def test_default_split_is_stated(image_folder, tmp_path):
     run = _train(image_folder, tmp_path / "run", 1)
     assert run.returncode == 0, run.stderr
-    assert run.stderr.splitlines()[0].startswith(
-        "2 of the 6 images in ") and "--validation-images 2" in run.stderr.splitlines()[0]
+    first_line = _first_line(run.stderr)
+    assert first_line.startswith("2 of the 6 images in ") and "--validation-images 2" in first_line
 
 
 def test_progress_shows_the_last_validation_once_there_is_one(image_folder, tmp_path):
@@ -528,3 +535,47 @@ def test_shipped_run_configs_keep_their_meaning(run):
     assert not set(NEWER_KEYS) & set(config)
     # every key they hold is still a training option, at the same place
     assert set(config) - {"note"} <= set(default_config(config["kernel_size"]))
+
+
+def test_beta_k_mode_flag_reaches_config_model_and_recipe(image_folder, tmp_path, capsys):
+    assert "beta_k_mode" not in _printed_config(capsys, *TINY, "--images", "x",
+                                                "--steps", "1")["architecture"]
+    straight = _train(image_folder, tmp_path / "straight", 6, "--beta-k-mode", "relative",
+                      "--beta-k", "0.05")
+    assert straight.returncode == 0, straight.stderr
+    config = json.loads((tmp_path / "straight" / "config.json").read_text())
+    assert config["architecture"]["beta_k_mode"] == "relative"
+    assert "--beta-k 0.05 --beta-k-mode relative" in training_command(config)
+    arch = load_model(tmp_path / "straight" / "checkpoint.npz").architecture
+    assert (arch.beta_k_mode, arch.beta_k) == ("relative", 0.05)
+    assert _train(image_folder, tmp_path / "split", 3, "--beta-k-mode", "relative",
+                  "--beta-k", "0.05").returncode == 0
+    resumed = _train(image_folder, tmp_path / "split", 6, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    a = _weights(tmp_path / "straight" / "checkpoint.npz")
+    b = _weights(tmp_path / "split" / "checkpoint.npz")
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    refused = _train(image_folder, tmp_path / "bad", 1, "--beta-k-mode", "learned")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+
+
+def test_a_checkpoint_without_beta_k_mode_resumes_as_constant(image_folder, tmp_path):
+    straight = _train(image_folder, tmp_path / "straight", 6)
+    assert straight.returncode == 0, straight.stderr
+    assert _train(image_folder, tmp_path / "old", 3).returncode == 0
+    checkpoint = tmp_path / "old" / "checkpoint.npz"
+    with np.load(checkpoint) as archive:
+        contents = {key: archive[key] for key in archive.files}
+    (header_key,) = [key for key, value in contents.items() if value.dtype.kind == "U"]
+    header = json.loads(str(contents[header_key]))
+    assert header["architecture"].pop("beta_k_mode") == "constant"
+    contents[header_key] = np.array(json.dumps(header, sort_keys=True))
+    np.savez(checkpoint, **contents)                     # as files were written before
+    assert load_model(checkpoint).architecture.beta_k_mode == "constant"
+    resumed = _train(image_folder, tmp_path / "old", 6, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    a = _weights(tmp_path / "straight" / "checkpoint.npz")
+    b = _weights(checkpoint)
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)

@@ -7,6 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from ..layers.kernel_quotient import BETA_MODES
 from ..models import SHIPPED_KERNEL_SIZES
 from ..network import Architecture
 from ..training import default_config, optimizer_settings, train
@@ -104,7 +105,14 @@ def add_train_parser(subparsers):
                              "(default: random filters)")
     parser.add_argument("--beta-k", type=float,
                         help="regulariser of the kernel quotient, Eq. 4 "
-                             f"(default: the paper's {architecture['beta_k']:g})")
+                             f"(default: the paper's {architecture['beta_k']:g}); "
+                             "with --beta-k-mode relative its factor on the "
+                             "features' power")
+    parser.add_argument("--beta-k-mode", choices=BETA_MODES,
+                        help="constant: the kernel quotient's regulariser is "
+                             "--beta-k; relative: --beta-k times the mean "
+                             "power per frequency of each example's sharp-like "
+                             "features (default: constant)")
     parser.add_argument("--dtype", choices=("float32", "float64"),
                         help=f"precision of the training (default: {defaults['dtype']})")
     parser.add_argument("--optimizer", choices=("adadelta", "adam"),
@@ -231,7 +239,8 @@ def new_run_config(args):
             config[key] = getattr(args, key)
     config["architecture"] = {**config["architecture"], **architecture_options(
         kernel_size, filter_size=args.filter_size, n_filters=args.n_filters,
-        zero_mean_filters=bool(args.zero_mean_filters), beta_k=args.beta_k)}
+        zero_mean_filters=bool(args.zero_mean_filters), beta_k=args.beta_k,
+        beta_k_mode=args.beta_k_mode)}
     if args.optimizer is not None or args.learning_rate is not None:
         recipe_optimizer = config["optimizer"].get("name", "adadelta")
         name = args.optimizer or recipe_optimizer

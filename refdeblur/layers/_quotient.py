@@ -18,12 +18,30 @@ _KERNEL_MIN_SIZE = 1 << 16
 
 
 def _use_spectral_kernel(spectrum_a, beta):
-    """Whether (Q2)-(Q3) go to the one-pass Numba kernel."""
-    if np.ndim(beta) != 0 or spectrum_a[:, 0].size < _KERNEL_MIN_SIZE:
+    """Whether (Q2)-(Q3) go to the one-pass Numba kernel.
+
+    It takes one scalar β per call: a β per example (shape (N, 1, 1))
+    goes to it one example at a time.
+    """
+    per_example = np.ndim(beta) != 0
+    if per_example and np.size(beta) != len(spectrum_a):
+        return False
+    if spectrum_a[:, 0].size < _KERNEL_MIN_SIZE:
         return False
     if not HAVE_NUMBA:
         warn_without_numba()
     return HAVE_NUMBA
+
+
+def _combine_with_kernel(spectrum_a, spectrum_b, beta):
+    """(Q2)-(Q3) by the Numba kernel, for a scalar β or one β per example."""
+    if np.ndim(beta) == 0:
+        return spectral.combine_spectra(spectrum_a, spectrum_b, beta)
+    parts = [spectral.combine_spectra(spectrum_a[n:n + 1], spectrum_b[n:n + 1],
+                                      float(example_beta))
+             for n, example_beta in enumerate(np.ravel(beta))]
+    return (np.concatenate([quotient for quotient, _ in parts]),
+            np.concatenate([denominator for _, denominator in parts]))
 
 
 class QuotientCache(NamedTuple):
@@ -56,7 +74,7 @@ def quotient_forward(a, b, beta, *, spectrum_b=None):
     if spectrum_b is None:
         spectrum_b = _fft.rfft2(b)
     if _use_spectral_kernel(spectrum_a, beta):
-        quotient, denominator = spectral.combine_spectra(
+        quotient, denominator = _combine_with_kernel(
             spectrum_a, spectrum_b, beta)                        # (Q2)-(Q3)
     else:
         power = spectrum_a.real ** 2 + spectrum_a.imag ** 2

@@ -13,6 +13,10 @@ from ._quotient import quotient_backward, quotient_forward
 from .crop_pad import grid_to_kernel, kernel_to_grid
 from .edge_taper import taper_window
 
+#: How ``beta`` sets β_k: the regulariser itself, or its factor on the
+#: features' power (derivations/kernel_quotient.md, "Scale of β_k").
+BETA_MODES = ("constant", "relative")
+
 
 class KernelQuotientCache(NamedTuple):
     window: np.ndarray       # taper w, (H, W): (K13)
@@ -21,6 +25,8 @@ class KernelQuotientCache(NamedTuple):
     kernel: np.ndarray       # normalised output k, (N, m, m): (K8)
     mass: np.ndarray         # sum(k+) + eps, (N, 1, 1): (K8)
     feature_shape: tuple     # (H, W) of the features
+    tapered_sharp: np.ndarray  # a_i cropped to (N, n, H, W), relative β only: (K17)
+    beta_clamped: np.ndarray   # where (K16) took the floor, (N, 1, 1), relative β only
 
 
 class KernelQuotient:
@@ -33,7 +39,8 @@ class KernelQuotient:
     2. zero-pad them to a fast FFT size (K2) -- harmless, because the taper
        already brought the borders to zero;
     3. solve ``min_k sum_i ||k * x_i - y_i||^2 + beta_k ||k||^2`` in the
-       Fourier domain (K3)-(K4);
+       Fourier domain (K3)-(K4), with ``beta_k = beta`` or, relative,
+       ``beta_k = beta * sum_i ||x_i||^2`` of the tapered maps (K15)-(K16);
     4. crop the centred ``m x m`` kernel (MATLAB ``otf2psf``) (K5);
     5. set negative values to zero (K6);
     6. normalise to sum 1 (K7), if ``normalize``.
@@ -48,6 +55,14 @@ class KernelQuotient:
     beta : float, optional
         ``beta_k`` of Eq. 4; the paper's ``1e-4`` "for numerical stability
         only" (meaning under our FFT convention: derivations/README.md).
+        With ``beta_mode="relative"`` the factor ``c`` of (K16) instead.
+    beta_mode : {"constant", "relative"}, optional
+        ``"constant"``: ``beta_k = beta``. ``"relative"``: ``beta_k = beta *
+        P`` per example, ``P`` the mean over frequencies of ``sum_i |F a_i|^2``
+        on the tapered, padded grid, which equals ``sum_i ||a_i||^2`` (K15);
+        the quotient is then unchanged when the features are scaled, and
+        the backward pass includes the dependence of ``beta_k`` on the
+        sharp-like maps (K17).
     normalize : bool, optional
         Divide the thresholded kernel by its sum (plus ``eps``). The paper
         only thresholds; we normalise (derivations/kernel_quotient.md,
@@ -59,7 +74,8 @@ class KernelQuotient:
     """
 
     def __init__(self, kernel_size, *, taper_width=None, beta=1e-4,
-                 normalize=True, eps=1e-8, pad_to_fast_size=True):
+                 beta_mode="constant", normalize=True, eps=1e-8,
+                 pad_to_fast_size=True):
         self.kernel_size = int(kernel_size)
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
             raise ValueError(f"kernel size must be odd and positive, "
@@ -67,12 +83,15 @@ class KernelQuotient:
         self.taper_width = (self.kernel_size if taper_width is None
                             else int(taper_width))
         self.beta = float(beta)
+        if beta_mode not in BETA_MODES:
+            raise ValueError(f"beta_mode must be one of {BETA_MODES}, got {beta_mode!r}")
+        self.beta_mode = beta_mode
         self.normalize = bool(normalize)
         self.eps = float(eps)
         self.pad_to_fast_size = bool(pad_to_fast_size)
 
     def init_params(self, rng=None, dtype=np.float64):
-        """No trainable parameters (``beta_k`` is fixed); empty dict."""
+        """No trainable parameters (``beta_k`` is not learned); empty dict."""
         return {}
 
     def forward(self, x_sharp, y_blurry, params=None):
@@ -105,7 +124,20 @@ class KernelQuotient:
         # Taper straight into the zero grid: one pass instead of two.
         a = _tapered_on_grid(x_sharp, window, grid)                # (K1), (K2)
         b = _tapered_on_grid(y_blurry, window, grid)
-        full, quotient = quotient_forward(a, b, self.beta)         # (K3)-(K4)
+        tapered_sharp = beta_clamped = None
+        if self.beta_mode == "relative":
+            # The padding is zero: the power of a_i is that of its H x W corner.
+            tapered_sharp = a[..., :height, :width]
+            power = np.einsum("nchw,nchw->n", tapered_sharp,
+                              tapered_sharp)[:, None, None]        # (K15)
+            beta = self.beta * power                               # (K16)
+            # All-zero features would make (Q3) 0/0; the floor keeps it 0.
+            floor = np.finfo(a.dtype).eps
+            beta_clamped = beta < floor
+            beta = np.maximum(beta, floor)
+        else:
+            beta = self.beta
+        full, quotient = quotient_forward(a, b, beta)              # (K3)-(K4)
         cropped = grid_to_kernel(full, (self.kernel_size,) * 2)    # (K5)
         positive = np.maximum(cropped, 0)                          # (K6)
         if self.normalize:
@@ -115,7 +147,8 @@ class KernelQuotient:
             mass = None
             kernel = positive
         return kernel, KernelQuotientCache(window, quotient, cropped, kernel,
-                                           mass, (height, width))
+                                           mass, (height, width), tapered_sharp,
+                                           beta_clamped)
 
     def backward(self, dkernel, cache):
         """Gradients with respect to both feature stacks.
@@ -139,10 +172,16 @@ class KernelQuotient:
             dpositive = dkernel
         dcropped = dpositive * (cache.cropped > 0)                 # (K9)
         dfull = kernel_to_grid(dcropped, cache.quotient.shape)     # (K10)
-        da, db, _ = quotient_backward(dfull, cache.quotient)       # (K11), (K12)
+        relative = cache.tapered_sharp is not None
+        da, db, dbeta = quotient_backward(dfull, cache.quotient,
+                                          beta_grad=relative)      # (K11), (K12), (Q7)
         height, width = cache.feature_shape
         da = da[..., :height, :width]                              # (K13)
         db = db[..., :height, :width]
+        if relative:
+            dpower = np.where(cache.beta_clamped[:, 0, 0], 0.0, self.beta * dbeta)
+            da = da + (2.0 * dpower.astype(da.dtype)[:, None, None, None]
+                       * cache.tapered_sharp)                       # (K17)
         return (da * cache.window, db * cache.window), {}          # (K14)
 
 

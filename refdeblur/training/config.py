@@ -148,7 +148,7 @@ def recipe_steps(name):
 
 
 def architecture_options(kernel_size, *, filter_size=None, n_filters=None,
-                         zero_mean_filters=False, beta_k=None):
+                         zero_mean_filters=False, beta_k=None, beta_k_mode=None):
     """``config["architecture"]``: the options that differ from the defaults.
 
     Parameters
@@ -161,7 +161,10 @@ def architecture_options(kernel_size, *, filter_size=None, n_filters=None,
     n_filters : int, optional
     zero_mean_filters : bool, optional
     beta_k : float, optional
-        See :class:`refdeblur.network.Architecture`.
+    beta_k_mode : {"constant", "relative"}, optional
+        See :class:`refdeblur.network.Architecture`; recorded only when
+        ``"relative"``, so that a configuration without the key means
+        ``"constant"``.
 
     Returns
     -------
@@ -178,6 +181,8 @@ def architecture_options(kernel_size, *, filter_size=None, n_filters=None,
         architecture["zero_mean_filters"] = True
     if beta_k is not None:
         architecture["beta_k"] = beta_k
+    if beta_k_mode not in (None, "constant"):
+        architecture["beta_k_mode"] = beta_k_mode
     return architecture
 
 
@@ -231,6 +236,8 @@ def training_command(config):
         parts += ["--zero-mean-filters"]
     if arch.get("beta_k") is not None:
         parts += ["--beta-k", repr(arch["beta_k"])]
+    if arch.get("beta_k_mode", "constant") != "constant":
+        parts += ["--beta-k-mode", arch["beta_k_mode"]]
     if config.get("base_model"):
         parts += ["--base-model", config["base_model"]]
     return " ".join(parts)

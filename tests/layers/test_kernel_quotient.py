@@ -153,3 +153,70 @@ def test_kernel_quotient_float32_close_to_float64(rng):
     assert np.abs(k32 - k64).max() <= 1e-5
     (dx, dy), _ = layer.backward(np.ones_like(k32), cache)
     assert dx.dtype == dy.dtype == np.float32
+
+
+# (N, H, W, m, n, taper, c): relative beta_k (K15)-(K17), single and batched.
+RELATIVE_CASES = [(1, 12, 10, 5, 2, 2, 0.05), (3, 11, 9, 3, 3, 3, 0.05),
+                  (3, 16, 14, 5, 4, 3, 1e-3), (1, 19, 23, 5, 1, 5, 1e-3)]
+
+
+@pytest.mark.parametrize("n_batch, height, width, m, n, taper, factor", RELATIVE_CASES)
+@pytest.mark.parametrize("normalize", [True, False])
+def test_relative_beta_vjp(rng, n_batch, height, width, m, n, taper, factor, normalize):
+    layer = KernelQuotient(m, taper_width=taper, beta=factor, beta_mode="relative",
+                           normalize=normalize)
+    x_sharp = rng.standard_normal((n_batch, n, height, width))
+    y_blurry = rng.standard_normal((n_batch, n, height, width))
+    _, cache = layer.forward(x_sharp, y_blurry)
+    errors = gradcheck.check_vjp(
+        lambda a, b: layer.forward(a, b)[0], [x_sharp, y_blurry],
+        lambda g: layer.backward(g, cache)[0], rng=rng)
+    assert max(errors) <= TOL, f"relative-beta kernel quotient rel errs {errors}"
+
+
+@pytest.mark.parametrize("n_batch", [1, 2])
+def test_relative_beta_elementwise_gradient(rng, n_batch):
+    layer = KernelQuotient(3, taper_width=2, beta=0.05, beta_mode="relative")
+    x_sharp = rng.standard_normal((n_batch, 2, 7, 6))
+    y_blurry = rng.standard_normal((n_batch, 2, 7, 6))
+    weight = rng.standard_normal((n_batch, 3, 3))
+    _, cache = layer.forward(x_sharp, y_blurry)
+    (dx, dy), _ = layer.backward(weight, cache)
+    numeric_x = gradcheck.numerical_gradient(
+        lambda a: gradcheck.inner(weight, layer.forward(a, y_blurry)[0]), x_sharp)
+    numeric_y = gradcheck.numerical_gradient(
+        lambda b: gradcheck.inner(weight, layer.forward(x_sharp, b)[0]), y_blurry)
+    assert gradcheck.relative_error(dx, numeric_x) <= TOL
+    assert gradcheck.relative_error(dy, numeric_y) <= TOL
+    # The path through beta_k (K17) is not negligible: without it the check fails.
+    without_k17 = cache._replace(tapered_sharp=None)
+    (dx_without, _), _ = layer.backward(weight, without_k17)
+    assert gradcheck.relative_error(dx_without, numeric_x) > 1e-3
+
+
+def test_relative_beta_makes_the_kernel_scale_free(rng):
+    x_sharp = rng.standard_normal((2, 2, 20, 18))
+    y_blurry = x_sharp + 0.3 * rng.standard_normal(x_sharp.shape)
+    relative = KernelQuotient(5, beta=0.05, beta_mode="relative", normalize=False)
+    constant = KernelQuotient(5, beta=0.05, normalize=False)
+    reference, _ = relative.forward(x_sharp, y_blurry)
+    for scale in (1e-3, 1e3):
+        scaled, _ = relative.forward(scale * x_sharp, scale * y_blurry)
+        np.testing.assert_allclose(scaled, reference, rtol=1e-12, atol=1e-12)
+    small, _ = constant.forward(1e-3 * x_sharp, 1e-3 * y_blurry)
+    assert np.abs(small - constant.forward(x_sharp, y_blurry)[0]).max() > 1e-2
+
+
+def test_relative_beta_floor_keeps_zero_features_finite(rng):
+    layer = KernelQuotient(3, beta=0.05, beta_mode="relative")
+    x_sharp = np.zeros((2, 2, 9, 8))
+    x_sharp[1] = rng.standard_normal((2, 9, 8))
+    kernel, cache = layer.forward(x_sharp, rng.standard_normal(x_sharp.shape))
+    assert np.all(kernel[0] == 0) and np.isfinite(kernel).all()
+    (dx, dy), _ = layer.backward(rng.standard_normal(kernel.shape), cache)
+    assert np.isfinite(dx).all() and np.isfinite(dy).all()
+
+
+def test_beta_mode_is_checked():
+    with pytest.raises(ValueError, match="beta_mode"):
+        KernelQuotient(5, beta_mode="learned")

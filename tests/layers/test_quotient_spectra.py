@@ -42,3 +42,17 @@ def test_quotient_forward_is_the_same_on_both_paths(rng, monkeypatch):
     monkeypatch.setattr(_quotient, "_KERNEL_MIN_SIZE", 1 << 60)
     slow, _ = _quotient.quotient_forward(a, b, 1e-3)
     np.testing.assert_allclose(fast, slow, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.requires_numba
+def test_quotient_forward_with_a_beta_per_example_is_the_same_on_both_paths(rng, monkeypatch):
+    # The relative beta_k of the kernel quotient: the kernel one example at a time.
+    a = rng.standard_normal((3, 2, 40, 40))
+    b = rng.standard_normal((3, 2, 40, 40))
+    beta = np.array([1e-3, 0.5, 20.0])[:, None, None]
+    monkeypatch.setattr(_quotient, "_KERNEL_MIN_SIZE", 1)
+    fast, fast_cache = _quotient.quotient_forward(a, b, beta)
+    monkeypatch.setattr(_quotient, "_KERNEL_MIN_SIZE", 1 << 60)
+    slow, slow_cache = _quotient.quotient_forward(a, b, beta)
+    np.testing.assert_allclose(fast, slow, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(fast_cache.denominator, slow_cache.denominator, rtol=1e-12)
