@@ -381,3 +381,19 @@ def test_help_states_the_naming_rule_and_the_exit_status():
     result = _run(["deblur", "--help"])
     assert "output names:" in result.stdout and "a_png_deblurred.png" in result.stdout
     assert "exit status:" in result.stdout
+
+
+@pytest.mark.parametrize("args", [
+    [],                                                     # no subcommand
+    ["deblur"],                                             # no input
+    ["deblur", "x.png", "--kernel-size", "21"],             # a choice out of range
+    ["train", "--beta-k-mode", "x", "--kernel-size", "17", "--images", ".",
+     "--out", "run", "--steps", "1"],
+    ["bench", "levin", "--data", "x", "--kernel-size", "9"],
+])
+def test_usage_errors_are_one_line(args, tmp_path):
+    result = _run(args, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and ": error: " in lines[0] and "--help" in lines[0], lines
+    assert "usage:" not in result.stderr and not list(tmp_path.iterdir())

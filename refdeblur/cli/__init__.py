@@ -4,19 +4,18 @@ Every user error (a bad path, a bad image, a bad model file, an option out of
 range) ends with one line on stderr and exit status 2, never a traceback.
 """
 
-import argparse
 import sys
 
 from .. import __version__
 from .bench import add_bench_parser
 from .deblur import add_deblur_parser
-from .errors import UserError, fail
+from .errors import ArgumentParser, UserError, fail
 from .train import add_export_parser, add_plot_parser, add_train_parser
 
 
 def build_parser():
     """The argument parser of the ``refdeblur`` command."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="refdeblur",
         description="Blind deblurring with the network of Schuler et al., "
                     "'Learning to Deblur' (TPAMI 2016).")
