@@ -322,6 +322,10 @@ def deblur_file(source, sharp_path, kernel_path, *, kernel_size, model, **option
             raise ImageFileError(f"{source}: {error}") from None
     seconds = time.perf_counter() - started
     messages = [str(w.message) for w in caught if issubclass(w.category, DeblurWarning)]
+    for other in caught:    # recording must not hide them (e.g. numba is missing)
+        if not issubclass(other.category, DeblurWarning):
+            warnings.warn_explicit(other.message, other.category, other.filename,
+                                   other.lineno)
     if sharp.dtype not in (np.uint8, np.uint16):
         sharp = np.round(np.clip(sharp, 0, 1) * 65535).astype(np.uint16)
     for path in (sharp_path, kernel_path):
