@@ -585,3 +585,36 @@ def test_a_checkpoint_without_beta_k_mode_resumes_as_constant(image_folder, tmp_
     b = _weights(checkpoint)
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_scales_train_a_deeper_pyramid_level_by_level(image_folder, tmp_path):
+    tiny = TINY[2:]                                   # without --kernel-size 17
+
+    def run(out, steps, *extra):
+        return subprocess.run([sys.executable, "-m", "refdeblur", "train", "--images",
+                               str(image_folder), "--out", str(out), "--steps", str(steps),
+                               *tiny, *extra], capture_output=True, text=True)
+
+    coarse = run(tmp_path / "s5", 3, "--scales", "5")
+    assert coarse.returncode == 0, coarse.stderr
+    config = json.loads((tmp_path / "s5" / "config.json").read_text())
+    assert config["kernel_size"] == 5 and config["architecture"]["kernel_sizes"] == [5]
+    base = tmp_path / "s5" / "checkpoint.npz"
+    finer = run(tmp_path / "s9", 3, "--scales", "5,9", "--base-model", str(base))
+    assert finer.returncode == 0, finer.stderr
+    config = json.loads((tmp_path / "s9" / "config.json").read_text())
+    assert "--scales 5,9" in training_command(config)
+    trained, before = _weights(tmp_path / "s9" / "checkpoint.npz"), _weights(base)
+    assert load_model(tmp_path / "s9" / "checkpoint.npz").architecture.kernel_sizes == (5, 9)
+    # the coarse level is reused as it is; only the new, finer scale learns
+    for name, value in before.items():
+        np.testing.assert_array_equal(trained[name], value, err_msg=name)
+    assert any(name.startswith("scale2.") for name in trained)
+    for bad in (["--scales", "5,9", "--kernel-size", "17"], ["--scales", "9,5"],
+                ["--scales", "4,9"], ["--kernel-size", "9"]):
+        refused = subprocess.run([sys.executable, "-m", "refdeblur", "train", "--images",
+                                  str(image_folder), "--out", str(tmp_path / "bad"),
+                                  "--steps", "1", *bad], capture_output=True, text=True)
+        assert refused.returncode == 2, bad
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert not (tmp_path / "bad").exists()

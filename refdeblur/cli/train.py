@@ -62,7 +62,13 @@ def add_train_parser(subparsers):
                              "(default: none, the options below)")
     parser.add_argument("--kernel-size", type=int,
                         help="kernel side: 17, 25 or 33 (1, 2 or 3 scales) "
-                             "(required unless --recipe or --resume)")
+                             "(required unless --recipe, --scales or --resume)")
+    parser.add_argument("--scales", type=_scale_list, metavar="M1,M2,...",
+                        help="kernel side of every scale, coarse to fine, odd and "
+                             "increasing, e.g. 5,9,13,17: a deeper pyramid, or "
+                             "one of its levels (then any odd side from 3 is "
+                             "allowed); the last is the kernel size (default: "
+                             "the paper's, 17 / 17,25 / 17,25,33)")
     parser.add_argument("--images", type=Path,
                         help="folder of natural images, searched recursively "
                              "(required)")
@@ -158,9 +164,30 @@ def add_train_parser(subparsers):
     parser.set_defaults(handler=_run_train)
 
 
+def _scale_list(text):
+    """``--scales``: comma-separated odd kernel sides, strictly increasing."""
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of sizes: {text!r}")
+    if any(size < 3 or size % 2 == 0 for size in sizes):
+        raise argparse.ArgumentTypeError(f"every size must be odd and at least 3: {text}")
+    if any(b <= a for a, b in zip(sizes, sizes[1:])):
+        raise argparse.ArgumentTypeError(f"sizes must increase, coarse to fine: {text}")
+    return sizes
+
+
 def _check_options(args):
     """Refuse values out of range, one line each."""
-    if args.kernel_size is not None and args.kernel_size not in SHIPPED_KERNEL_SIZES:
+    if args.scales is not None:
+        if args.kernel_size not in (None, args.scales[-1]):
+            raise UserError(f"--scales {','.join(map(str, args.scales))} ends in "
+                            f"{args.scales[-1]} px, not --kernel-size {args.kernel_size}")
+        if args.recipe is not None:
+            raise UserError("--scales and --recipe exclude each other: a recipe "
+                            "fixes its scales")
+        args.kernel_size = args.scales[-1]
+    elif args.kernel_size is not None and args.kernel_size not in SHIPPED_KERNEL_SIZES:
         raise UserError(f"--kernel-size must be 17, 25 or 33 (1, 2 or 3 scales), "
                         f"got {args.kernel_size}")
     if args.recipe is not None and args.kernel_size not in (None, int(args.recipe[1:])):
@@ -230,7 +257,7 @@ def new_run_config(args):
                             f"pass --base-model ({RECIPES[args.recipe]})")
         config = recipe_config(args.recipe)
     elif args.kernel_size is None:
-        raise UserError("--kernel-size is required (or --recipe)")
+        raise UserError("--kernel-size is required (or --recipe or --scales)")
     else:
         config = default_config(args.kernel_size)
     kernel_size = config["kernel_size"]
@@ -238,7 +265,8 @@ def new_run_config(args):
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
     config["architecture"] = {**config["architecture"], **architecture_options(
-        kernel_size, filter_size=args.filter_size, n_filters=args.n_filters,
+        kernel_size, scales=args.scales, filter_size=args.filter_size,
+        n_filters=args.n_filters,
         zero_mean_filters=bool(args.zero_mean_filters), beta_k=args.beta_k,
         beta_k_mode=args.beta_k_mode)}
     if args.optimizer is not None or args.learning_rate is not None:

@@ -147,7 +147,7 @@ def recipe_steps(name):
     return int(json.loads(_recipe_file(name).read_text())["steps"])
 
 
-def architecture_options(kernel_size, *, filter_size=None, n_filters=None,
+def architecture_options(kernel_size, *, scales=None, filter_size=None, n_filters=None,
                          zero_mean_filters=False, beta_k=None, beta_k_mode=None):
     """``config["architecture"]``: the options that differ from the defaults.
 
@@ -155,6 +155,10 @@ def architecture_options(kernel_size, *, filter_size=None, n_filters=None,
     ----------
     kernel_size : int
         17, 25 and 33 have 1, 2 and 3 scales, any other size one.
+    scales : sequence of int, optional
+        Kernel side of every scale, coarse to fine, ending in
+        ``kernel_size`` (default: those of ``kernel_size``); recorded only
+        when given.
     filter_size : int, optional
         Side of the convolution filters at every scale (default: the
         kernel size of each scale).
@@ -172,8 +176,14 @@ def architecture_options(kernel_size, *, filter_size=None, n_filters=None,
         Keyword arguments of :func:`refdeblur.build_network`.
     """
     architecture = {}
+    if scales is not None:
+        if int(scales[-1]) != int(kernel_size):
+            raise ValueError(f"scales {list(scales)} end in {scales[-1]}, "
+                             f"not {kernel_size}")
+        architecture["kernel_sizes"] = [int(m) for m in scales]
     if filter_size is not None:
-        n_scales = len(DEFAULT_SCALES.get(kernel_size, (kernel_size,)))
+        n_scales = len(scales if scales is not None
+                       else DEFAULT_SCALES.get(kernel_size, (kernel_size,)))
         architecture["filter_sizes"] = [filter_size] * n_scales
     if n_filters is not None:
         architecture["n_filters"] = n_filters
@@ -228,6 +238,8 @@ def training_command(config):
     else:
         parts += ["--validation-images", str(config["validation_images"])]
     parts += ["--validate-every", str(config["validate_every"])]
+    if arch.get("kernel_sizes"):
+        parts += ["--scales", ",".join(str(m) for m in arch["kernel_sizes"])]
     if arch.get("filter_sizes"):
         parts += ["--filter-size", str(arch["filter_sizes"][-1])]
     if arch.get("n_filters"):
