@@ -115,8 +115,10 @@ def commit(runs, targets, *, do_commit):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", nargs="*", default=None,
-                        help="run names (default: every run folder here)")
+    parser.add_argument("--runs", nargs="*", default=None, metavar="NAME[:STEPS]",
+                        help="run names, each optionally with the total steps at "
+                             "which it stops, e.g. pyr17_s9:6000 (default: every "
+                             "run folder here, up to --steps)")
     parser.add_argument("--steps", type=int, default=1_000_000,
                         help="total steps at which each run stops (default: %(default)s)")
     parser.add_argument("--commit-minutes", type=float, default=60.0,
@@ -127,7 +129,11 @@ def main(argv=None):
                         help="copy the state back but do not commit it")
     args = parser.parse_args(argv)
 
-    runs = [p for p in run_folders() if args.runs is None or p.name in args.runs]
+    until = {}
+    for item in args.runs or ():
+        name, _, steps = item.partition(":")
+        until[name] = int(steps) if steps else args.steps
+    runs = [p for p in run_folders() if args.runs is None or p.name in until]
     if not runs:
         parser.error("no run folders to continue")
     one_thread = {**os.environ, "REFDEBLUR_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
@@ -136,10 +142,10 @@ def main(argv=None):
     for run in runs:
         config, target = prepare(run, args.work)
         targets.append(target)
+        # a resumed run takes every option from its config.json
         command = ["nice", "-n", "19", sys.executable, "-m", "refdeblur", "train",
-                   "--kernel-size", str(config["kernel_size"]),
                    "--images", config.get("images", "."), "--out", str(target),
-                   "--steps", str(args.steps), "--resume"]
+                   "--steps", str(until.get(run.name, args.steps)), "--resume"]
         log = open(args.work / f"{run.name}.out", "a")
         children.append(subprocess.Popen(command, cwd=ROOT, env=one_thread,
                                          stdout=log, stderr=subprocess.STDOUT))
