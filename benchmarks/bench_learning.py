@@ -43,6 +43,7 @@ runs at inference (``inference_stages``).
 """
 
 import argparse
+import math
 import os
 import shlex
 import sys
@@ -96,6 +97,7 @@ class ScaleRow(NamedTuple):
     ratio: float
     dc_sharp: float     # DC share of the last stage's x̃
     dc_blurry: float    # DC share of the last stage's ỹ
+    upsampled: float    # error of the coarser scale's kernel resized to this one (NaN at scale 1)
 
 
 class Result(NamedTuple):
@@ -309,13 +311,19 @@ def scale_rows(scale_kernels, truth, dc_shares):
     list of ScaleRow
     """
     rows = []
+    coarser = None
     for kernels, (dc_sharp, dc_blurry) in zip(scale_kernels, dc_shares):
         size = kernels.shape[-1]
         resized = (truth if size == truth.shape[-1]
                    else np.stack([resize_kernel(k, size) for k in truth]))
         error = float(squared_errors(kernels, resized).mean())
         fixed = float(fixed_kernel_errors(resized).mean())
-        rows.append(ScaleRow(size, error, fixed, error / fixed, dc_sharp, dc_blurry))
+        # what a finer scale has to beat: the coarser scale's answer, resized
+        upsampled = (math.nan if coarser is None else float(squared_errors(
+            np.stack([resize_kernel(k, size) for k in coarser]), resized).mean()))
+        rows.append(ScaleRow(size, error, fixed, error / fixed, dc_sharp, dc_blurry,
+                             upsampled))
+        coarser = kernels
     return rows
 
 
@@ -501,9 +509,12 @@ def detail_lines(label, result):
     lines += [f"| {s} | {error:.4f} | {error / result.fixed:.3f} |"
               for s, error in enumerate(result.stage_errors, start=1)]
     lines += ["", "| scale | kernel px | error vs resized truth | best fixed kernel "
-              "| ratio | DC share x̃ / ỹ (last stage) |", "|---|---|---|---|---|---|"]
+              "| ratio | coarser scale's kernel resized | DC share x̃ / ỹ (last stage) |",
+              "|---|---|---|---|---|---|---|"]
     lines += [f"| {j} | {row.kernel_size} | {row.error:.4f} | {row.fixed:.4f} | "
-              f"{row.ratio:.3f} | {percent(row.dc_sharp)} / {percent(row.dc_blurry)} |"
+              f"{row.ratio:.3f} | "
+              + ("–" if math.isnan(row.upsampled) else f"{row.upsampled:.4f}")
+              + f" | {percent(row.dc_sharp)} / {percent(row.dc_blurry)} |"
               for j, row in enumerate(result.scale_rows, start=1)]
     return lines
 

@@ -87,6 +87,11 @@ def test_scale_rows_compare_each_scale_with_its_resized_truth():
     assert rows[0].fixed == pytest.approx(fixed, rel=1e-12)
     assert rows[1].ratio == pytest.approx(rows[1].error / rows[1].fixed, rel=1e-12)
     assert (rows[1].dc_sharp, rows[1].dc_blurry) == (0.3, 0.4)
+    # the coarse answer resized to the fine scale, scored there
+    assert np.isnan(rows[0].upsampled)
+    up = np.stack([resize_kernel(k, 9) for k in coarse])
+    assert rows[1].upsampled == pytest.approx(np.mean(np.sum((up - truth) ** 2, axis=(1, 2))),
+                                              rel=1e-12)
 
 
 def test_evaluate_matches_the_training_validation(pairs):
