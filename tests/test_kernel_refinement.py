@@ -172,7 +172,9 @@ def test_resize_kernel_keeps_a_centred_unit_mass():
     for size in (17, 25, 33):
         resized = resize_kernel(true, size)
         _check_kernel(resized, size)
-    np.testing.assert_array_equal(resize_kernel(true, 17), true)
+    # same size: only the renormalisation to sum 1 may touch the last bits
+    # (the sampled kernel's sum is 1 to within rounding that depends on the BLAS)
+    np.testing.assert_allclose(resize_kernel(true, 17), true, rtol=4e-16, atol=1e-18)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
