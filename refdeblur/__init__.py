@@ -13,9 +13,10 @@ save_model, load_model
 gradcheck
     Finite-difference and adjoint checks, for this package's tests and for
     people checking their own ports.
-estimate_kernel, deblur
+estimate_kernel, deblur, choose_kernel_size
     Blind deblurring of photos with the shipped networks
-    (:mod:`refdeblur.inference`).
+    (:mod:`refdeblur.inference`); the network is chosen from the image
+    unless a kernel size is given.
 deconvolve
     Non-blind deconvolution (:mod:`refdeblur.deconvolution`).
 sample_kernel
@@ -36,10 +37,10 @@ from .models import load_model
 from .network import Architecture, Network, build_network
 from .camera_shake import sample_kernel
 from .deconvolution import deconvolve
-from .inference import DeblurWarning, deblur, estimate_kernel
+from .inference import DeblurWarning, choose_kernel_size, deblur, estimate_kernel
 from ._engine.threads import get_num_threads, num_threads, set_num_threads
 
 __all__ = ["__version__", "Architecture", "DeblurWarning", "Network",
-           "build_network", "deblur", "deconvolve", "estimate_kernel",
+           "build_network", "choose_kernel_size", "deblur", "deconvolve", "estimate_kernel",
            "get_num_threads", "gradcheck", "load_model", "metrics", "num_threads",
            "sample_kernel", "save_model", "set_num_threads"]

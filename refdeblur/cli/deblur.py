@@ -18,12 +18,13 @@ from ..inference import DECONVOLUTION_METHODS, DEFAULT_MAX_WINDOW
 from ..inference.files import (OUTPUT_NAMES, collect_inputs, deblur_files, plan_outputs,
                                report_header, write_report)
 from ..model_io import load_model
-from ..models import load_shipped_model, shipped_model_path
+from ..models import SHIPPED_KERNEL_SIZES, load_shipped_model, shipped_model_path
 
 DEBLUR_EXAMPLES = """\
 examples:
   refdeblur deblur photo.jpg
-      writes photo_deblurred.jpg and photo_deblurred_kernel.png beside it
+      writes photo_deblurred.jpg and photo_deblurred_kernel.png beside it;
+      the kernel size is chosen from the blur (--kernel-size auto)
   refdeblur deblur photo.png -o sharp.png --kernel-size 33 --json sharp.json
   refdeblur deblur shots/ --out-dir results/ --kernel-size 17
   refdeblur deblur a.png b.png --method wiener --noise-std 0.01
@@ -53,10 +54,13 @@ def add_deblur_parser(subparsers, user_error):
                             "'output names' below)")
     where.add_argument("--out-dir", type=Path,
                        help="folder for the outputs (created if missing)")
-    parser.add_argument("--kernel-size", type=int, default=25,
-                        choices=(17, 25, 33),
-                        help="side of the kernel window: larger than the "
-                             "blur (default 25)")
+    parser.add_argument("--kernel-size", type=_kernel_size_argument, default="auto",
+                        metavar="{auto,17,25,33}",
+                        help="side of the kernel window, larger than the blur; "
+                             "auto (default): estimate with the 33 px network "
+                             "and use the smallest window that holds that "
+                             "kernel's support with 2 px to spare (the report "
+                             "says which and why)")
     parser.add_argument("--kernel-out", type=Path,
                         help="kernel PNG path (one input only)")
     parser.add_argument("--json", type=Path,
@@ -81,6 +85,16 @@ def add_deblur_parser(subparsers, user_error):
     parser.add_argument("--model", type=Path,
                         help="model file to use instead of the shipped one")
     parser.set_defaults(handler=lambda args: run_deblur(args, user_error))
+
+
+def _kernel_size_argument(text):
+    """``auto`` or a shipped kernel size; argparse reports anything else."""
+    if text == "auto":
+        return text
+    if text in {str(size) for size in SHIPPED_KERNEL_SIZES}:
+        return int(text)
+    sizes = ", ".join(map(str, SHIPPED_KERNEL_SIZES))
+    raise argparse.ArgumentTypeError(f"invalid choice {text!r} (choose auto, {sizes})")
 
 
 def _inputs(args, user_error):
@@ -122,14 +136,21 @@ def _check_named_outputs(args, inputs, user_error):
 
 
 def _model(args, user_error):
-    """The network and its file; ``--model`` overrides ``--kernel-size``."""
+    """The network and its file; ``--model`` overrides ``--kernel-size``.
+
+    None for both with ``--kernel-size auto`` and no ``--model``: each
+    image's network is chosen from it.
+    """
     if args.model is None:
+        if args.kernel_size == "auto":
+            return None, None
         return load_shipped_model(args.kernel_size), shipped_model_path(args.kernel_size)
     try:
         model = load_model(args.model).astype(np.float32)
     except (OSError, ValueError) as error:
         raise user_error(f"cannot use model {args.model}: {error}") from None
-    args.kernel_size = model.kernel_size
+    if args.kernel_size != "auto":   # with auto, the report says the model's size was used
+        args.kernel_size = model.kernel_size
     return model, args.model
 
 
@@ -169,10 +190,19 @@ def run_deblur(args, user_error):
             report["images"].append(result.record)
     for message in messages:
         print(message, file=sys.stderr)
-    if len(plans) == 1 and not failures:
-        (result,) = report["images"]
-        print(f"{result['output']} (kernel: {result['kernel_png']}, "
-              f"{result['seconds']:.1f} s)")
+    for record in report["images"]:
+        print(_done_line(record))
     if args.json is not None:
         write_report(args.json, report)
     return 2 if failures else 0
+
+
+def _done_line(record):
+    """The line that says where a deblurred image went and which kernel size it got."""
+    size = f"{record['kernel_size']} px"
+    if record["kernel_size_choice"]["mode"] == "auto":
+        support = record["kernel_size_choice"]["support_px"]
+        size += (f" chosen from the blur (support {support} px)" if support is not None
+                 else " chosen automatically")
+    return (f"{record['output']} (kernel: {record['kernel_png']}, {size}, "
+            f"{record['seconds']:.1f} s)")

@@ -8,8 +8,9 @@ The modules, in the order an image passes through them:
   (steps 4 to 6) and its own image quotient;
 * :mod:`~refdeblur.inference.refinement` -- the kernel refined by
   alternating minimisation (step 6b);
-* :mod:`~refdeblur.inference.pipeline` -- :func:`estimate_kernel` and
-  :func:`deblur`, which call the three above and
+* :mod:`~refdeblur.inference.pipeline` -- :func:`estimate_kernel`,
+  :func:`deblur` and :func:`choose_kernel_size` (``kernel_size="auto"``),
+  which call the three above and
   :func:`refdeblur.deconvolution.deconvolve` (steps 7 and 8);
 * :mod:`~refdeblur.inference.files` -- deblurring image files: output
   names, the kernel picture, the JSON report (what ``refdeblur deblur``
@@ -17,9 +18,11 @@ The modules, in the order an image passes through them:
 """
 
 from .network_estimate import network_kernels
-from .pipeline import (DECONVOLUTION_METHODS, DEFAULT_MAX_WINDOW, DeblurWarning, deblur,
-                       estimate_kernel)
+from .pipeline import (DECONVOLUTION_METHODS, DEFAULT_MAX_WINDOW, DeblurWarning,
+                       KernelSizeChoice, choose_kernel_size, deblur, estimate_kernel,
+                       estimate_kernel_and_size)
 from .refinement import refine_coarse_to_fine, refine_kernel
 
-__all__ = ["DECONVOLUTION_METHODS", "DEFAULT_MAX_WINDOW", "DeblurWarning", "deblur",
-           "estimate_kernel", "network_kernels", "refine_kernel", "refine_coarse_to_fine"]
+__all__ = ["DECONVOLUTION_METHODS", "DEFAULT_MAX_WINDOW", "DeblurWarning", "KernelSizeChoice",
+           "choose_kernel_size", "deblur", "estimate_kernel", "estimate_kernel_and_size",
+           "network_kernels", "refine_kernel", "refine_coarse_to_fine"]

@@ -20,8 +20,8 @@ import numpy as np
 
 from .._version import __version__
 from ..image_io import find_images, read_image_raw, write_image, write_json
-from ..models import model_sha256
-from .pipeline import DeblurWarning, deblur
+from ..models import SHIPPED_KERNEL_SIZES, load_shipped_model, model_sha256, shipped_model_path
+from .pipeline import DEFAULT_MAX_WINDOW, DeblurWarning, deblur, estimate_kernel_and_size
 from .refinement import refinement_mode
 
 __all__ = ["SHARP_SUFFIX", "KERNEL_SUFFIX", "OUTPUT_NAMES", "ImageFileError", "OutputPlan",
@@ -278,7 +278,8 @@ def kernel_image(kernel, min_side=256):
     return np.round(np.clip(big, 0, 1) * 255).astype(np.uint8)
 
 
-def deblur_file(source, sharp_path, kernel_path, *, kernel_size, model, **options):
+def deblur_file(source, sharp_path, kernel_path, *, kernel_size, model,
+                max_window=DEFAULT_MAX_WINDOW, refine=True, **options):
     """Deblur one image file; write the sharp image and the kernel picture.
 
     Parameters
@@ -289,19 +290,24 @@ def deblur_file(source, sharp_path, kernel_path, *, kernel_size, model, **option
         Outputs (:func:`output_paths`); their folders are created. Integer
         images keep their type; float images (e.g. float TIFF) are written
         with 16 bits.
-    kernel_size : int
-        Side of the kernel window.
-    model : Network
-        The network (see :func:`refdeblur.deblur`).
+    kernel_size : {'auto', 17, 25, 33}
+        Side of the kernel window, or ``'auto'`` to choose it from the image
+        (:func:`refdeblur.choose_kernel_size`).
+    model : Network or None
+        The network (see :func:`refdeblur.deblur`); None for the shipped one
+        of the size used.
+    max_window, refine
+        Of the kernel estimate (:func:`refdeblur.estimate_kernel`).
     **options
-        ``method``, ``noise_std``, ``max_window``, ``refine`` of
-        :func:`refdeblur.deblur`.
+        ``method`` and ``noise_std`` of :func:`refdeblur.deblur`.
 
     Returns
     -------
     dict
         The file's entry of the report: paths, shape, type, seconds, the
-        :class:`DeblurWarning` messages and the kernel.
+        :class:`DeblurWarning` messages, the kernel size used with how it
+        was chosen (``kernel_size_choice``: mode, reason, measured support
+        in px, the network measured), the refinement mode and the kernel.
 
     Raises
     ------
@@ -316,8 +322,11 @@ def deblur_file(source, sharp_path, kernel_path, *, kernel_size, model, **option
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DeblurWarning)
         try:
-            sharp, kernel = deblur(image, kernel_size, channel_axis=channel_axis,
-                                   model=model, **options)
+            kernel, choice = estimate_kernel_and_size(
+                image, kernel_size, channel_axis=channel_axis, model=model,
+                max_window=max_window, refine=refine)
+            sharp, kernel = deblur(image, channel_axis=channel_axis, model=model,
+                                   kernel=kernel, **options)
         except ValueError as error:
             raise ImageFileError(f"{source}: {error}") from None
     seconds = time.perf_counter() - started
@@ -336,7 +345,11 @@ def deblur_file(source, sharp_path, kernel_path, *, kernel_size, model, **option
         "input": str(source), "output": str(sharp_path),
         "kernel_png": str(kernel_path), "shape": list(image.shape),
         "dtype": str(image.dtype), "seconds": round(seconds, 3),
-        "warnings": messages, "kernel": np.round(kernel, 8).tolist(),
+        "warnings": messages, "kernel_size": choice.kernel_size,
+        "kernel_size_choice": choice.as_dict(),
+        "refinement": refinement_mode(refine, model if model is not None
+                                      else load_shipped_model(choice.kernel_size)),
+        "kernel": np.round(kernel, 8).tolist(),
     }
 
 
@@ -390,13 +403,26 @@ def report_header(model, model_path, *, kernel_size, method, noise_std, max_wind
 
     Records the version, the model file and its SHA-256, and the
     parameters, with the refinement mode the model gets
-    (:func:`refdeblur.inference.refinement.refinement_mode`).
+    (:func:`refdeblur.inference.refinement.refinement_mode`). Without a
+    model (``kernel_size='auto'``: each image's network is chosen from it)
+    ``model``, ``model_sha256`` and the refinement are None and ``models``
+    lists every shipped network with its SHA-256; each image's entry names
+    its kernel size and refinement (:func:`deblur_file`).
     """
-    return {"refdeblur_version": __version__, "model": str(model_path),
-            "model_sha256": model_sha256(model_path),
+    if model is None:
+        paths = {size: shipped_model_path(size) for size in SHIPPED_KERNEL_SIZES}
+        models = {"models": [{"kernel_size": size, "path": str(path),
+                              "sha256": model_sha256(path)}
+                             for size, path in paths.items()]}
+        model_fields = {"model": None, "model_sha256": None, **models}
+        refinement = None
+    else:
+        model_fields = {"model": str(model_path), "model_sha256": model_sha256(model_path)}
+        refinement = refinement_mode(refine, model)
+    return {"refdeblur_version": __version__, **model_fields,
             "parameters": {"kernel_size": kernel_size, "method": method,
                            "noise_std": noise_std, "max_window": max_window,
-                           "refine": refine, "refinement": refinement_mode(refine, model)},
+                           "refine": refine, "refinement": refinement},
             "images": []}
 
 
