@@ -15,6 +15,8 @@ only refdeblur's one-stage times are printed. To run it::
     /tmp/torchvenv/bin/pip install torch==2.13.0 numpy scipy
     /tmp/torchvenv/bin/pip install -e .
     /tmp/torchvenv/bin/python benchmarks/bench_training.py --sections torch
+    OMP_WAIT_POLICY=PASSIVE /tmp/torchvenv/bin/python benchmarks/bench_training.py \
+        --sections step --torch-compile
 
 Timings are wall-clock and meant for an otherwise idle machine: the header
 prints the load average, and the last line the CPU time that other processes
@@ -98,18 +100,44 @@ benchmark needs no data set.
    then slow down refdeblur's threads run right after them; run the
    comparison with ``OMP_WAIT_POLICY=PASSIVE`` so that each
    side gets the cores while it runs.
+5. *The whole training step against PyTorch* (``--sections step``): the
+   shipped 17 px network's architecture (``refdeblur/models/k17.json``: 17 px
+   filters, 32 filters, 32 hidden, pairs (2, 2, 4), beta_k 1) with fresh
+   weights, one batch of 4 crops of 128 px from ``make_batch``, float32:
+   refdeblur's ``Network.loss_and_grad`` (forward with cache through the
+   three stages, the latent image handed from stage to stage, L2 loss on the
+   last kernel, backward into every parameter) against the same network in
+   PyTorch (``torch_stage_reference.TorchNetwork``, autograd). First the two
+   are checked to compute the same function in float64 (loss, every stage's
+   kernel, the latent image, every parameter gradient). Then PyTorch runs
+   at every setting tried for its fastest: 1 or 2 threads
+   (``torch.set_num_threads``), oneDNN on or off
+   (``torch.backends.mkldnn.flags``), channels-last memory order or not,
+   and with ``--torch-compile`` the feature heads (conv, tanh, 1x1, tanh,
+   1x1) through ``torch.compile`` (the whole network does not compile:
+   inductor fails on the backward of the quotients' complex arithmetic).
+   All implementations run in the same interleaved rounds (one call each
+   per round, ``--repeats`` rounds after two warm-up calls); the table
+   gives median and best times and refdeblur's ratio to each, and the last
+   line the ratio to the fastest PyTorch setting (by median). The
+   ``OMP_WAIT_POLICY`` the process was started with is printed; run it
+   with ``PASSIVE`` (see 4.).
 """
 
 import argparse
 import contextlib
 import cProfile
+import dataclasses
 import functools
+import json
 import os
 import platform
 import pstats
 import resource
+import subprocess
 import sys
 import time
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -131,7 +159,7 @@ from refdeblur.layers.image_quotient import ImageQuotient
 from refdeblur.layers.kernel_quotient import KernelQuotient
 from refdeblur.layers.recombine import Recombine
 from refdeblur.layers.tanh import Tanh
-from refdeblur.network import DEFAULT_SCALES
+from refdeblur.network import DEFAULT_SCALES, Architecture
 from refdeblur.training.data import make_batch
 from refdeblur.training.optim import Adadelta
 from refdeblur.training.schedule import phase_at, stagewise_schedule
@@ -737,6 +765,184 @@ def torch_layers(torch, reference, net, stage_index, images, repeats):
                      "upstream gradient; PyTorch by autograd on leaf tensors.")
 
 
+# ---------------------------------------------------------------------------
+# 5. the whole training step against PyTorch
+# ---------------------------------------------------------------------------
+
+MODEL_ARCHITECTURE = Path(__file__).resolve().parent.parent / "refdeblur" / "models" / "k17.json"
+
+
+def shipped_architecture():
+    """The architecture of the shipped 17 px network (refdeblur/models/k17.json)."""
+    with open(MODEL_ARCHITECTURE, encoding="utf-8") as stream:
+        return Architecture.from_dict(json.load(stream)["architecture"])
+
+
+def _step_problem(images, dtype):
+    """A training batch of the shipped network's size: blurry crops, true kernels."""
+    batch = make_batch(images, BATCH, CROP, 17, np.random.default_rng([SEED, 8]),
+                       noise_std=NOISE_STD)
+    return (np.ascontiguousarray(batch.y, dtype=dtype),
+            np.ascontiguousarray(batch.k, dtype=dtype))
+
+
+def _shipped_network(dtype):
+    arch = shipped_architecture()
+    return build_network(arch.kernel_size, rng=np.random.default_rng(SEED), dtype=dtype,
+                         **{k: v for k, v in dataclasses.asdict(arch).items()
+                            if k != "kernel_sizes"})
+
+
+def step_agreement(torch, reference, images):
+    """The whole step in float64: loss, kernels, latent image and every gradient."""
+    net = _shipped_network(np.float64)
+    blurry, true_kernel = _step_problem(images, np.float64)
+    output, cache = net.forward_with_cache(blurry)
+    residual = output.kernel - true_kernel
+    loss = float(np.sum(residual ** 2)) / len(blurry)
+    grads, _ = net.backward(2.0 * residual / len(blurry), cache)
+    module = reference.TorchNetwork(net.architecture).to(torch.float64)
+    module.load_refdeblur_params(net.params)
+    t_loss, t_kernels, t_latent = reference.network_loss_and_grad(
+        module, torch.from_numpy(blurry), torch.from_numpy(true_kernel))
+    rows = [["loss", f"{abs(loss - float(t_loss.detach())) / abs(loss):.1e}"]]
+    for s, t_kernel in enumerate(t_kernels):
+        rows.append([f"stage {s + 1} kernel", f"{_relative_difference(output.stage_kernels[0][s], t_kernel.detach().numpy()):.1e}"])
+    rows.append(["last latent image",
+                 f"{_relative_difference(output.latent, t_latent.detach().numpy()):.1e}"])
+    worst = 0.0
+    for s, stage in enumerate(module.stages):
+        prefix = f"scale1.stage{s + 1}."
+        pairs = [("conv.weight", stage.conv.weight), ("conv.bias", stage.conv.bias),
+                 ("recombine1.weight", stage.recombine1.weight),
+                 ("recombine2.weight", stage.recombine2.weight),
+                 ("image_quotient.log_beta", stage.log_beta)]
+        for name, param in pairs:
+            ours = grads[prefix + name]
+            # the last stage's latent image is not in the loss: autograd leaves None
+            theirs = (np.zeros_like(ours) if param.grad is None
+                      else param.grad.numpy().reshape(ours.shape))
+            if not np.any(ours) and not np.any(theirs):
+                difference = "both 0"
+            else:
+                value = _relative_difference(ours, theirs)
+                worst = max(worst, value)
+                difference = f"{value:.1e}"
+            rows.append([f"d {prefix}{name}", difference])
+    print_table("Whole step, PyTorch reference vs refdeblur: same function? (float64, "
+                "same weights and batch; max |difference| / max |refdeblur|)",
+                ["quantity", "relative difference"], rows,
+                note=f"Largest over the gradients: {worst:.1e}.")
+
+
+def _torch_variants(torch, reference, net, blurry, true_kernel, compile_too):
+    """(label, callable) of the PyTorch step at each setting tried."""
+    t_blurry, t_kernel = torch.from_numpy(blurry), torch.from_numpy(true_kernel)
+    # torch.backends.mkldnn.flags warns about a GPU feature on every call
+    warnings.filterwarnings("ignore", message="TF32 acceleration")
+    variants = []
+    for channels_last in (False, True):
+        module = reference.TorchNetwork(net.architecture, channels_last=channels_last)
+        module = module.to(torch.float32).load_refdeblur_params(net.params)
+        if channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        for threads in (1, 2):
+            for mkldnn in (True, False):
+                label = (f"PyTorch, {threads} thread{'s' if threads > 1 else ''}"
+                         f"{', channels-last' if channels_last else ''}"
+                         f"{'' if mkldnn else ', oneDNN off'}")
+
+                def step(module=module, threads=threads, mkldnn=mkldnn):
+                    torch.set_num_threads(threads)
+                    with torch.backends.mkldnn.flags(enabled=mkldnn):
+                        reference.network_loss_and_grad(module, t_blurry, t_kernel)
+                variants.append((label, step))
+    if compile_too:
+        compiled = reference.TorchNetwork(net.architecture).to(torch.float32)
+        compiled.load_refdeblur_params(net.params)
+        for stage in compiled.stages:
+            stage.compile_features()
+        for threads in (1, 2):
+            def step(threads=threads):
+                torch.set_num_threads(threads)
+                reference.network_loss_and_grad(compiled, t_blurry, t_kernel)
+            variants.append((f"PyTorch, {threads} thread{'s' if threads > 1 else ''}, "
+                             f"features torch.compile'd", step))
+    return variants
+
+
+def omp_policies(repeats):
+    """PyTorch's step alone, in a fresh process per OMP_WAIT_POLICY and thread count."""
+    script = Path(__file__).resolve().parent / "torch_stage_reference.py"
+    rows = []
+    for policy in (None, "PASSIVE", "ACTIVE"):
+        environment = dict(os.environ)
+        environment.pop("OMP_WAIT_POLICY", None)
+        if policy is not None:
+            environment["OMP_WAIT_POLICY"] = policy
+        for threads in (1, 2):
+            result = subprocess.run(
+                [sys.executable, str(script), "--network", "--threads", str(threads),
+                 "--repeats", str(repeats)], env=environment, capture_output=True,
+                text=True, check=True)
+            line = result.stdout.strip().splitlines()[-1]
+            median, best = (float(part.split()[-2]) for part in line.split(":")[1].split(","))
+            rows.append([policy or "(unset)", str(threads), f"{median:.0f}", f"{best:.0f}"])
+    print_table(f"PyTorch's step alone per OMP_WAIT_POLICY (a fresh process each, median "
+                f"and best of {repeats}, one after the other: not interleaved)",
+                ["OMP_WAIT_POLICY", "threads", "median ms", "best ms"], rows,
+                note="python benchmarks/torch_stage_reference.py --network --threads N; "
+                     "the table above compares refdeblur with PyTorch in one process, "
+                     "whose policy is printed above it.")
+
+
+def bench_step(images, repeats, compile_too=False):
+    """refdeblur's ``loss_and_grad`` against the same step in PyTorch."""
+    torch, reference = _import_torch_reference()
+    arch = shipped_architecture()
+    print(f"\nWhole training step of the shipped 17 px network ({MODEL_ARCHITECTURE.name}: "
+          f"filters {arch.filter_sizes[0]} px, {arch.n_filters} filters, {arch.n_hidden} "
+          f"hidden, pairs {arch.n_pairs}, beta_k {arch.beta_k}), batch {BATCH} x {CROP}², "
+          f"float32; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}")
+    if torch is not None:
+        print(f"PyTorch {torch.__version__}, MKL {torch.backends.mkl.is_available()}, "
+              f"oneDNN {torch.backends.mkldnn.is_available()}")
+        step_agreement(torch, reference, images)
+    net = _shipped_network(np.float32)
+    blurry, true_kernel = _step_problem(images, np.float32)
+    functions = [("refdeblur Network.loss_and_grad",
+                  lambda: net.loss_and_grad(blurry, true_kernel))]
+    if torch is not None:
+        functions += _torch_variants(torch, reference, net, blurry, true_kernel,
+                                     compile_too)
+    times = _interleaved_times([f for _, f in functions], repeats)
+    ours_median, ours_best = times[0]
+    fastest = min(range(1, len(times)), key=lambda i: times[i][0]) if torch else None
+    rows = []
+    for index, ((label, _), (median, best)) in enumerate(zip(functions, times)):
+        ratio = "-" if index == 0 else f"{ours_median / median:.2f}"
+        rows.append([label + (" (fastest)" if index == fastest else ""),
+                     f"{median * 1e3:.0f}", f"{best * 1e3:.0f}", ratio,
+                     "-" if index == 0 else f"{ours_best / best:.2f}"])
+    print_table(f"Whole step, forward + backward (median and best of {repeats} "
+                f"interleaved rounds)",
+                ["implementation", "median ms", "best ms", "refdeblur / this (medians)",
+                 "refdeblur / this (bests)"], rows,
+                note="One call of each implementation per round, in turn, after two "
+                     "warm-up calls each, so that a slow spell of the machine hits all "
+                     "of them. PyTorch: autograd through the same network "
+                     "(torch_stage_reference.TorchNetwork), the thread count set "
+                     "before each call, oneDNN switched by torch.backends.mkldnn.flags. "
+                     "Below 1: refdeblur faster.")
+    if torch is None:
+        print("PyTorch: torch not installed (see the module docstring)")
+    else:
+        label, (median, best) = functions[fastest][0], times[fastest]
+        print(f"\nrefdeblur / fastest PyTorch ({label}): {ours_median / median:.2f} "
+              f"(medians), {ours_best / best:.2f} (bests)")
+        omp_policies(max(3, repeats // 3))
+
+
 def _interleaved_times(functions, repeats, warmup=2):
     """(median, best) seconds of each function, called in turn ``repeats`` times."""
     for function in functions:
@@ -755,7 +961,7 @@ def _interleaved_times(functions, repeats, warmup=2):
 # main
 # ---------------------------------------------------------------------------
 
-SECTIONS = ("data", "throughput", "profile", "torch")
+SECTIONS = ("data", "throughput", "profile", "torch", "step")
 
 
 def main(argv=None):
@@ -780,6 +986,9 @@ def main(argv=None):
     parser.add_argument("--crop", type=int, default=CROP,
                         help=f"crop side (default {CROP}; the 25 and 33 px "
                              f"networks trained on 256)")
+    parser.add_argument("--torch-compile", action="store_true",
+                        help="the step section also times torch.compile'd PyTorch "
+                             "(needs a C++ compiler; compiling takes minutes)")
     args = parser.parse_args(argv)
     FILTER_SIZE, CROP = args.filter_size, args.crop
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
@@ -811,6 +1020,8 @@ def main(argv=None):
         bench_profile(images, profile_steps, top=12)
     if "torch" in sections:
         bench_torch(images, repeats)
+    if "step" in sections:
+        bench_step(images, repeats, compile_too=args.torch_compile)
     print(f"\nThreads after the run: {thread_settings()}")
     wall = time.perf_counter() - started
     print(f"Benchmark wall time: {wall:.0f} s")

@@ -1,4 +1,9 @@
-"""One stage of refdeblur's network written in PyTorch: the speed reference.
+"""refdeblur's network written in PyTorch, one stage or a whole scale: the speed reference.
+
+:class:`TorchNetwork` chains :class:`TorchStage` s as refdeblur's
+``Network`` does for a one-scale architecture (the shipped 17 px network),
+and :func:`network_loss_and_grad` is its ``loss_and_grad``;
+``bench_training.py --sections step`` times the two whole training steps.
 
 ``benchmarks/bench_training.py`` times this module's :class:`TorchStage`
 (forward and autograd backward, float32, ``torch.set_num_threads(2)``)
@@ -11,8 +16,10 @@ environment to run the comparison, e.g.::
     /tmp/torchvenv/bin/pip install -e .
     /tmp/torchvenv/bin/python benchmarks/bench_training.py --sections torch
 
-Run this file directly (``python benchmarks/torch_stage_reference.py``) for
-the PyTorch timing alone.
+Run this file directly (``python benchmarks/torch_stage_reference.py``,
+``--network`` for the whole 17 px network's step) for the PyTorch timing
+alone; ``bench_training.py --sections step`` runs it so under each
+``OMP_WAIT_POLICY``.
 
 What is mirrored (so that FLOP counts and FFT sizes match refdeblur's
 ``Stage``, ``refdeblur/network.py``):
@@ -56,8 +63,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["TorchStage", "fast_length", "barthann_taper", "forward_backward",
-           "time_forward_backward"]
+__all__ = ["TorchStage", "TorchNetwork", "fast_length", "barthann_taper",
+           "forward_backward", "network_loss_and_grad", "time_forward_backward",
+           "time_network"]
 
 
 def fast_length(n):
@@ -131,6 +139,7 @@ class TorchStage(torch.nn.Module):
         self.recombine2 = torch.nn.Conv2d(n_hidden, 2 * n_pairs, 1, bias=False)
         self.log_beta = torch.nn.Parameter(torch.tensor(math.log(initial_beta_x)))
         self._constants = {}
+        self.feature_head = self.features
 
     def load_refdeblur_params(self, params, prefix):
         """Copy a refdeblur stage's weights (``params`` keyed ``prefix + ...``)."""
@@ -168,14 +177,27 @@ class TorchStage(torch.nn.Module):
 
     def forward(self, stage_input, blurry):
         """``stage_input`` (N, C_in, H, W), ``blurry`` (N, H, W) -> kernel, latent."""
-        z = torch.tanh(self.conv(stage_input))
-        z = torch.tanh(self.recombine1(z))
-        features = self.recombine2(z)
+        features = self.feature_head(stage_input)
         x_sharp = features[:, :self.n_pairs]
         y_blurry = features[:, self.n_pairs:]
         kernel = self.kernel_quotient(x_sharp, y_blurry)
         latent = self.image_quotient(kernel, blurry)
         return kernel, latent
+
+    def features(self, stage_input):
+        """conv -> tanh -> 1x1 -> tanh -> 1x1: the ``2 n`` feature maps."""
+        z = torch.tanh(self.conv(stage_input))
+        z = torch.tanh(self.recombine1(z))
+        return self.recombine2(z)
+
+    def compile_features(self):
+        """Run :meth:`features` through ``torch.compile`` from now on.
+
+        Only the feature head: inductor fails on the backward of the
+        quotients' complex arithmetic (PyTorch 2.13), which stays eager.
+        """
+        self.feature_head = torch.compile(self.features)
+        return self
 
     def kernel_quotient(self, x_sharp, y_blurry):
         """Eq. 4 on (N, n, H, W) feature stacks -> (N, m, m)."""
@@ -213,6 +235,76 @@ class TorchStage(torch.nn.Module):
         solution = torch.fft.irfft2(torch.conj(a) * bb
                                     / (a.real ** 2 + a.imag ** 2 + beta), s=grid)
         return solution[:, top:top + height, left:left + width]
+
+
+class TorchNetwork(torch.nn.Module):
+    """A one-scale refdeblur network: its stages chained by the latent image.
+
+    Stage 1 sees the blurry image, every later stage the blurry image
+    stacked with the previous stage's latent image (refdeblur's
+    ``stage_input``, derivations/network.md (N12)); the network's kernel is
+    the last stage's. The same function as refdeblur's
+    ``Network.forward_with_cache`` for an architecture with one scale.
+
+    Parameters
+    ----------
+    architecture : refdeblur.network.Architecture
+        One scale, ``beta_k_mode="constant"``, no recombination bias.
+    channels_last : bool, optional
+        Hand the convolutions their input in channels-last memory order
+        (call ``.to(memory_format=torch.channels_last)`` on the module too).
+    """
+
+    def __init__(self, architecture, *, channels_last=False):
+        super().__init__()
+        self.channels_last = bool(channels_last)
+        arch = architecture
+        if len(arch.kernel_sizes) != 1 or arch.beta_k_mode != "constant" \
+                or arch.recombine_bias or not arch.conv_bias or not arch.normalize_kernel:
+            raise ValueError("TorchNetwork mirrors one-scale networks with constant "
+                             "beta_k, a convolution bias, no recombination bias and "
+                             "normalised kernels")
+        kernel_size = arch.kernel_sizes[0]
+        self.stages = torch.nn.ModuleList(
+            TorchStage(1 if s == 0 else 2, kernel_size, arch.filter_sizes[0],
+                       arch.n_pairs[s], n_filters=arch.n_filters, n_hidden=arch.n_hidden,
+                       taper_width=arch.taper_widths[0], beta_k=arch.beta_k,
+                       initial_beta_x=arch.initial_beta_x)
+            for s in range(arch.n_stages))
+
+    def load_refdeblur_params(self, params):
+        """Copy a refdeblur network's weights (``params`` keyed ``scale1.stage{s}...``)."""
+        for s, stage in enumerate(self.stages):
+            stage.load_refdeblur_params(params, f"scale1.stage{s + 1}.")
+        return self
+
+    def forward(self, blurry):
+        """``blurry`` (N, H, W) -> (kernels of every stage, last latent image)."""
+        kernels = []
+        stage_input = blurry[:, None]
+        for stage in self.stages:
+            if self.channels_last:
+                stage_input = stage_input.contiguous(memory_format=torch.channels_last)
+            kernel, latent = stage(stage_input, blurry)
+            kernels.append(kernel)
+            stage_input = torch.stack([blurry, latent], dim=1)
+        return kernels, latent
+
+
+def network_loss_and_grad(network, blurry, true_kernel):
+    """refdeblur's ``Network.loss_and_grad`` in PyTorch: L2 loss on the last kernel.
+
+    ``loss = Σ_n ||k_n - k_true_n||² / N``, back-propagated by autograd
+    through all stages (the latent images included) into every parameter;
+    the blurry image needs no gradient. Leaves the gradients in ``.grad``;
+    returns ``(loss, kernels, latent)``.
+    """
+    for param in network.parameters():
+        param.grad = None
+    kernels, latent = network(blurry)
+    loss = ((kernels[-1] - true_kernel) ** 2).sum() / blurry.shape[0]
+    loss.backward()
+    return loss, kernels, latent
 
 
 def forward_backward(stage, stage_input, blurry, true_kernel, dlatent):
@@ -262,12 +354,54 @@ def make_problem(in_channels, kernel_size=17, filter_size=9, n_pairs=4, batch=4,
     return stage, stage_input, blurry, true_kernel, dlatent
 
 
-def main():
-    torch.set_num_threads(2)
+def time_network(threads, repeats=10, seed=0):
+    """Median and best seconds of the shipped 17 px network's step, PyTorch alone.
+
+    The architecture of ``refdeblur/models/k17.json`` with random weights, a
+    random batch of 4 crops of 128 px, float32, ``threads`` threads.
+    """
+    import json
+    from pathlib import Path
+
+    from refdeblur.network import Architecture
+
+    path = Path(__file__).resolve().parent.parent / "refdeblur" / "models" / "k17.json"
+    with open(path, encoding="utf-8") as stream:
+        architecture = Architecture.from_dict(json.load(stream)["architecture"])
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    network = TorchNetwork(architecture).to(torch.float32)
+    rng = np.random.default_rng(seed)
+    blurry = torch.from_numpy(rng.random((4, 128, 128)).astype(np.float32))
+    true_kernel = torch.from_numpy(rng.random((4, 17, 17)).astype(np.float32))
+    true_kernel /= true_kernel.sum(dim=(-2, -1), keepdim=True)
+    for _ in range(2):
+        network_loss_and_grad(network, blurry, true_kernel)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        network_loss_and_grad(network, blurry, true_kernel)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)), float(np.min(times))
+
+
+def main(argv=None):
+    import argparse
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--network", action="store_true",
+                        help="time the whole 17 px network's step instead of one stage")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=10)
+    args = parser.parse_args(argv)
+    if args.network:
+        median, best = time_network(args.threads, args.repeats)
+        print(f"network step: median {median * 1e3:.1f} ms, best {best * 1e3:.1f} ms")
+        return
+    torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     for in_channels, n_pairs in ((1, 2), (2, 4)):
         problem = make_problem(in_channels, n_pairs=n_pairs)
-        median, best = time_forward_backward(*problem)
+        median, best = time_forward_backward(*problem, repeats=args.repeats)
         print(f"stage C_in={in_channels}, {n_pairs} pairs, batch 4, crop 128, "
               f"f=9, float32: forward+backward median {median * 1e3:.1f} ms, "
               f"best {best * 1e3:.1f} ms")

@@ -16,6 +16,12 @@ Two kernels do all the work:
     ``dw[o, t] = sum_{n, i, j} g[n, o, i, j] * x[n, c_t, i + u_t, j + v_t]``,
     the weight gradient (C4).
 
+Three more, :func:`spectral_correlate_kernel`,
+:func:`spectral_input_gradient_kernel` and
+:func:`spectral_weight_gradient_kernel`, are the per-frequency products
+(C8)-(C10) of the FFT path of :mod:`refdeblur._engine.conv_backends`, one
+image or one output channel per call, without the GIL.
+
 How they are made fast, without fastmath (every sum is evaluated in a fixed
 order, so results do not depend on the number of threads):
 
@@ -40,7 +46,9 @@ from . import njit, prange
 from .threads import parallel_region
 
 __all__ = ["correlate", "input_gradient", "weight_gradient",
-           "correlate_valid_kernel", "weight_gradient_kernel", "flat_taps"]
+           "correlate_valid_kernel", "weight_gradient_kernel", "flat_taps",
+           "spectral_correlate_kernel", "spectral_input_gradient_kernel",
+           "spectral_weight_gradient_kernel"]
 
 #: Taps per inner loop of :func:`correlate_valid_kernel`.
 TAP_BLOCK = 8
@@ -402,6 +410,100 @@ def weight_gradient_kernel(x, g, tap_c, tap_u, tap_v, partial):
                     for l in range(1, LANES):
                         total += lane[l]
                     out_slice[k, t + s] = total
+
+
+# ---------------------------------------------------------------------------
+# Spectral products of the FFT path (C8)-(C10)
+# ---------------------------------------------------------------------------
+# One image's (or one output channel's) products per call, without the GIL,
+# so that refdeblur's thread pool runs several calls at once. Frequency rows
+# innermost: the complex products vectorise. Every sum runs over its channel
+# (or sample) index in increasing order, whichever thread runs it.
+
+@njit(nogil=True, cache=True)
+def spectral_correlate_kernel(filter_spectra, spectra, out):
+    """``out[o] = sum_c filter_spectra[o, c] * spectra[c]`` (C8).
+
+    Parameters
+    ----------
+    filter_spectra : ndarray of shape (O, C, P, Q), complex
+        The filters' conjugate spectra.
+    spectra : ndarray of shape (C, P, Q), complex
+        One image's spectra.
+    out : ndarray of shape (O, P, Q), complex
+        Overwritten.
+    """
+    n_out, channels, rows, columns = filter_spectra.shape
+    for o in range(n_out):
+        for p in range(rows):
+            target = out[o, p]
+            source = spectra[0, p]
+            weight = filter_spectra[o, 0, p]
+            for q in range(columns):
+                target[q] = weight[q] * source[q]
+            for c in range(1, channels):
+                source = spectra[c, p]
+                weight = filter_spectra[o, c, p]
+                for q in range(columns):
+                    target[q] += weight[q] * source[q]
+
+
+@njit(nogil=True, cache=True)
+def spectral_input_gradient_kernel(filter_spectra, grad_spectra, out):
+    """``out[c] = sum_o conj(filter_spectra[o, c]) * grad_spectra[o]`` (C9).
+
+    Parameters
+    ----------
+    filter_spectra : ndarray of shape (O, C, P, Q), complex
+        The filters' conjugate spectra (their conjugates are the spectra).
+    grad_spectra : ndarray of shape (O, P, Q), complex
+        One sample's output-gradient spectra.
+    out : ndarray of shape (C, P, Q), complex
+        Overwritten.
+    """
+    n_out, channels, rows, columns = filter_spectra.shape
+    for c in range(channels):
+        for p in range(rows):
+            target = out[c, p]
+            source = grad_spectra[0, p]
+            weight = filter_spectra[0, c, p]
+            for q in range(columns):
+                target[q] = weight[q].conjugate() * source[q]
+            for o in range(1, n_out):
+                source = grad_spectra[o, p]
+                weight = filter_spectra[o, c, p]
+                for q in range(columns):
+                    target[q] += weight[q].conjugate() * source[q]
+
+
+@njit(nogil=True, cache=True)
+def spectral_weight_gradient_kernel(grad_spectra, spectra, o, out):
+    """``out[c] = sum_n conj(grad_spectra[n, o]) * spectra[n, c]`` (C10).
+
+    Parameters
+    ----------
+    grad_spectra : ndarray of shape (N, O, P, Q), complex
+        Output-gradient spectra of every sample.
+    spectra : ndarray of shape (N, C, P, Q), complex
+        Input spectra of every sample.
+    o : int
+        The output channel.
+    out : ndarray of shape (C, P, Q), complex
+        Overwritten.
+    """
+    n_batch, channels, rows, columns = spectra.shape
+    for c in range(channels):
+        for p in range(rows):
+            target = out[c, p]
+            gradient = grad_spectra[0, o, p]
+            source = spectra[0, c, p]
+            for q in range(columns):
+                target[q] = gradient[q].conjugate() * source[q]
+            for n in range(1, n_batch):
+                gradient = grad_spectra[n, o, p]
+                source = spectra[n, c, p]
+                for q in range(columns):
+                    target[q] += gradient[q].conjugate() * source[q]
 
 
 # ---------------------------------------------------------------------------

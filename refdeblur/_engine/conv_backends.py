@@ -9,7 +9,11 @@ holds the three ways of computing it and the choice between them:
   to im2col windows and BLAS matrix products (:func:`im2col_correlate` and
   friends below).
 * ``"fft"``: products of zero-padded real FFTs, exact up to rounding because
-  the padding removes every circular wrap-around (C7)-(C10).
+  the padding removes every circular wrap-around (C7)-(C10). One task per
+  sample (and block of output channels) on refdeblur's thread pool, each
+  with single-threaded transforms and the per-frequency products in Numba
+  kernels (NumPy expressions without Numba); the forward pass keeps the
+  spectra of the filters and of the input for the backward pass.
 * ``"auto"``: whichever a cost model, calibrated with
   ``benchmarks/bench_layers.py --calibrate``, predicts to be faster for the
   sizes at hand (derivations/conv2d.md §7); decided separately for the
@@ -19,17 +23,21 @@ The layer calls :func:`resolve_method`, then :func:`correlate` (forward) or
 :func:`gradients` (backward).
 """
 
+from typing import NamedTuple
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import fft as sp_fft
 
 from . import HAVE_NUMBA, warn_without_numba
 from . import conv as conv_kernels
-from .threads import get_num_threads
+from .threads import for_each, get_num_threads
 
 __all__ = ["METHODS", "PASSES", "resolve_method", "correlate", "gradients",
            "choose_method", "predicted_seconds", "work_counts", "COST_CONSTANTS",
-           "fft_shape", "fft_correlate", "fft_backward", "im2col_correlate",
+           "fft_shape", "fft_correlate", "fft_backward", "FFTSpectra",
+           "spectral_correlate_numpy", "spectral_input_gradient_numpy",
+           "spectral_weight_gradient_numpy", "im2col_correlate",
            "im2col_input_gradient", "im2col_weight_gradient", "BLOCK_BYTES",
            "FFT_BLOCK_BYTES"]
 
@@ -44,10 +52,15 @@ PASSES = ("forward", "backward", "weight_gradient")
 #: row chunks so that memory stays bounded, e.g. at 2048² inference.
 BLOCK_BYTES = 1 << 26
 
-#: Bytes of the spectra live at once in the FFT path: output channels are
-#: processed in blocks this small, which bounds memory and, at 16 MiB, keeps
-#: a block in the 32 MiB L3 cache between its transforms and products.
-FFT_BLOCK_BYTES = 1 << 24
+#: Bytes of the spectra one task of the FFT path works on: output channels
+#: are processed in blocks this small, so that a block stays in the core's
+#: L2 cache (1 MiB on the reference machine) between its products and its
+#: transforms.
+FFT_BLOCK_BYTES = 1 << 20
+
+# Tasks of the FFT path are whole transforms of many spectra: always worth
+# a thread hand-off (see threads.for_each).
+_TASK_ELEMENTS = 1 << 30
 
 
 # ---------------------------------------------------------------------------
@@ -77,7 +90,7 @@ def resolve_method(method, pass_name, x_shape, out_channels, filter_size, dtype)
     return choose_method(pass_name, x_shape, out_channels, filter_size, dtype)
 
 
-def correlate(x, weight, bias=None, *, method):
+def correlate(x, weight, bias=None, *, method, keep_spectra=False):
     """The 'valid' correlation plus bias (C1).
 
     Parameters
@@ -88,17 +101,23 @@ def correlate(x, weight, bias=None, *, method):
         C-contiguous, in the dtype of ``x``.
     bias : ndarray of shape (C_out,), optional
     method : {"direct", "fft"}
+    keep_spectra : bool, optional
+        Also return what :func:`gradients` can reuse: the
+        :class:`FFTSpectra` of the FFT path, None for the direct one.
 
     Returns
     -------
-    ndarray of shape (N, C_out, H - f + 1, W - f + 1)
+    out : ndarray of shape (N, C_out, H - f + 1, W - f + 1)
+    spectra : FFTSpectra or None
+        Only if ``keep_spectra``.
     """
     if method == "fft":
-        return fft_correlate(x, weight, bias)                        # (C8)
-    return _direct_backend().correlate(x, weight, bias)
+        return fft_correlate(x, weight, bias, keep_spectra=keep_spectra)  # (C8)
+    out = _direct_backend().correlate(x, weight, bias)
+    return (out, None) if keep_spectra else out
 
 
-def gradients(x, weight, dout, *, method, input_grad=True):
+def gradients(x, weight, dout, *, method, input_grad=True, spectra=None):
     """Input gradient (C3) and weight gradient (C4) of the correlation.
 
     Parameters
@@ -112,6 +131,8 @@ def gradients(x, weight, dout, *, method, input_grad=True):
         gradients (C9), (C10).
     input_grad : bool, optional
         Compute the input gradient.
+    spectra : FFTSpectra, optional
+        What :func:`correlate` kept for these ``x`` and ``weight`` (FFT path).
 
     Returns
     -------
@@ -120,7 +141,7 @@ def gradients(x, weight, dout, *, method, input_grad=True):
     dweight : ndarray of shape (C_out, C_in, f, f)
     """
     if method == "fft":
-        return fft_backward(x, weight, dout, input_grad=input_grad)
+        return fft_backward(x, weight, dout, input_grad=input_grad, spectra=spectra)
     backend = _direct_backend()
     dx = backend.input_gradient(dout, weight) if input_grad else None  # (C6)
     return dx, backend.weight_gradient(x, dout, weight.shape[-1])
@@ -348,13 +369,20 @@ def im2col_weight_gradient(x, dout, filter_size):
 # "fft": zero-padded real FFTs (C7)-(C10)
 # ---------------------------------------------------------------------------
 
+class FFTSpectra(NamedTuple):
+    """The spectra a forward FFT pass computed, for the backward pass to reuse."""
+
+    filters: np.ndarray  # conj(F w), (C_out, C_in, P, Q): (C8), (C9)
+    inputs: np.ndarray   # F x, (N, C_in, P, Q): (C10)
+
+
 def fft_shape(height, width):
     """FFT size for an H x W input: the smallest fast lengths >= (H, W) (C7)."""
     return (sp_fft.next_fast_len(height, real=True),
             sp_fft.next_fast_len(width, real=True))
 
 
-def _rfft2_padded(a, shape):
+def _rfft2_padded(a, shape, workers=None):
     """``rfft2(a, s=shape)`` over the last two axes, skipping the zero rows.
 
     The real transform along the rows runs only over the rows of ``a``; the
@@ -365,82 +393,125 @@ def _rfft2_padded(a, shape):
     -------
     ndarray of shape a.shape[:-2] + (shape[0], shape[1] // 2 + 1), complex
     """
-    workers = get_num_threads()
+    workers = get_num_threads() if workers is None else workers
     rows = sp_fft.rfft(a, n=shape[1], axis=-1, workers=workers)
-    return sp_fft.fft(rows, n=shape[0], axis=-2, workers=workers)
+    return sp_fft.fft(rows, n=shape[0], axis=-2, workers=workers, overwrite_x=True)
 
 
-def _irfft2_cropped(spectrum, shape, crop):
+def _irfft2_cropped(spectrum, shape, crop, workers=None, *, overwrite=False):
     """``irfft2(spectrum, s=shape)[..., :crop[0], :crop[1]]``.
 
     Only the ``crop[0]`` rows that are kept go through the inverse real
     transform along the rows; for the f x f weight gradient this halves the
-    work.
+    work. ``overwrite``: ``spectrum`` is a temporary the transform may use.
     """
-    workers = get_num_threads()
-    columns = sp_fft.ifft(spectrum, n=shape[0], axis=-2, workers=workers)
+    workers = get_num_threads() if workers is None else workers
+    columns = sp_fft.ifft(spectrum, n=shape[0], axis=-2, workers=workers,
+                          overwrite_x=overwrite)
     rows = sp_fft.irfft(columns[..., :crop[0], :], n=shape[1], axis=-1,
                         workers=workers)
     return rows[..., :crop[1]]
 
 
-def _channel_block(n_spectra, spectrum_bytes):
-    """Output channels per block so that a block's spectra fit FFT_BLOCK_BYTES.
+def spectral_correlate_numpy(filter_spectra, spectra, out):
+    """NumPy form of :func:`refdeblur._engine.conv.spectral_correlate_kernel` (C8)."""
+    np.multiply(filter_spectra[:, 0], spectra[0], out=out)
+    for c in range(1, spectra.shape[0]):
+        out += filter_spectra[:, c] * spectra[c]
 
-    ``n_spectra`` spectra per output channel (its filters, its outputs or
-    output gradients) are live together while a block is processed.
+
+def spectral_input_gradient_numpy(filter_spectra, grad_spectra, out):
+    """NumPy form of :func:`refdeblur._engine.conv.spectral_input_gradient_kernel` (C9)."""
+    np.multiply(np.conjugate(filter_spectra[0]), grad_spectra[0], out=out)
+    for o in range(1, grad_spectra.shape[0]):
+        out += np.conjugate(filter_spectra[o]) * grad_spectra[o]
+
+
+def spectral_weight_gradient_numpy(grad_spectra, spectra, o, out):
+    """NumPy form of :func:`refdeblur._engine.conv.spectral_weight_gradient_kernel` (C10)."""
+    np.multiply(np.conjugate(grad_spectra[0, o]), spectra[0], out=out)
+    for n in range(1, spectra.shape[0]):
+        out += np.conjugate(grad_spectra[n, o]) * spectra[n]
+
+
+def _spectral_products():
+    """The products (C8), (C9), (C10): the Numba kernels, or their NumPy forms."""
+    if HAVE_NUMBA:
+        return (conv_kernels.spectral_correlate_kernel,
+                conv_kernels.spectral_input_gradient_kernel,
+                conv_kernels.spectral_weight_gradient_kernel)
+    return (spectral_correlate_numpy, spectral_input_gradient_numpy,
+            spectral_weight_gradient_numpy)
+
+
+def _channel_blocks(n_channels, spectrum_bytes):
+    """Spans of output channels whose spectra together fit FFT_BLOCK_BYTES.
+
+    Depends on the sizes only, never on the thread count, so that the same
+    transforms run whatever the number of threads.
     """
-    return int(max(1, FFT_BLOCK_BYTES // max(1, n_spectra * spectrum_bytes)))
+    size = int(max(1, min(n_channels, FFT_BLOCK_BYTES // max(1, spectrum_bytes))))
+    count = -(-n_channels // size)
+    edges = [n_channels * k // count for k in range(count + 1)]
+    return [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
 
 
-def fft_correlate(x, weight, bias=None):
+def fft_correlate(x, weight, bias=None, *, keep_spectra=False):
     """(C1) by the FFT: ``out = irfft2(sum_c conj(W_oc) X_nc)`` cropped (C8).
 
-    The output channels are processed in blocks small enough for the L3
-    cache (FFT_BLOCK_BYTES): transform the block's filters, multiply,
-    transform back, while the spectra are still in cache.
+    One task per sample and block of output channels, on the thread pool:
+    multiply the sample's spectra by the block's filter spectra, transform
+    back and crop, while the block's spectra are still in cache.
 
     Parameters
     ----------
     x : ndarray of shape (N, C_in, H, W)
     weight : ndarray of shape (C_out, C_in, f, f), same dtype as ``x``
     bias : ndarray of shape (C_out,), optional
+    keep_spectra : bool, optional
+        Also return the spectra of the filters and of ``x``, which
+        :func:`fft_backward` can reuse.
 
     Returns
     -------
-    ndarray of shape (N, C_out, H - f + 1, W - f + 1)
+    out : ndarray of shape (N, C_out, H - f + 1, W - f + 1)
+    spectra : FFTSpectra
+        Only if ``keep_spectra``.
     """
     n_batch, channels, height, width = x.shape
     n_out, _, f, _ = weight.shape
     out_h, out_w = height - f + 1, width - f + 1
     shape = fft_shape(height, width)
-    x_hat = _rfft2_padded(x, shape)  # (N, C_in, P, Q)
+    filters = np.conjugate(_rfft2_padded(weight, shape))   # (C_out, C_in, P, Q)
+    inputs = _rfft2_padded(x, shape)                       # (N, C_in, P, Q)
     out = np.empty((n_batch, n_out, out_h, out_w), dtype=x.dtype)
-    block = _channel_block(channels + n_batch, x_hat[0, 0].nbytes)
-    out_hat = np.empty((n_batch, min(block, n_out)) + x_hat.shape[2:], x_hat.dtype)
-    product = np.empty(x_hat.shape[2:], x_hat.dtype)  # (P, Q)
-    for o0 in range(0, n_out, block):
-        o1 = min(o0 + block, n_out)
-        w_hat = _rfft2_padded(weight[o0:o1], shape)  # (B, C_in, P, Q)
-        np.conjugate(w_hat, out=w_hat)
-        for n in range(n_batch):
-            for b in range(o1 - o0):
-                np.multiply(w_hat[b, 0], x_hat[n, 0], out=out_hat[n, b])  # (C8)
-                for c in range(1, channels):
-                    np.multiply(w_hat[b, c], x_hat[n, c], out=product)
-                    out_hat[n, b] += product
-        out[:, o0:o1] = _irfft2_cropped(out_hat[:, :o1 - o0], shape, (out_h, out_w))
-    if bias is not None:
-        out += bias[:, None, None]
+    blocks = _channel_blocks(n_out, 2 * inputs[0, 0].nbytes)
+    correlate_products = _spectral_products()[0]
+
+    def task(index):
+        n, span = divmod(index, len(blocks))
+        span = blocks[span]
+        products = np.empty((span.stop - span.start,) + inputs.shape[2:], inputs.dtype)
+        correlate_products(filters[span], inputs[n], products)           # (C8)
+        rows = _irfft2_cropped(products, shape, (out_h, out_w), 1, overwrite=True)
+        if bias is None:
+            out[n, span] = rows
+        else:
+            np.add(rows, bias[span, None, None], out=out[n, span])
+
+    for_each(task, n_batch * len(blocks), _TASK_ELEMENTS)
+    if keep_spectra:
+        return out, FFTSpectra(filters, inputs)
     return out
 
 
-def fft_backward(x, weight, dout, *, input_grad=True):
+def fft_backward(x, weight, dout, *, input_grad=True, spectra=None):
     """(C3) and (C4) by the FFT, sharing the transforms of ``dout``.
 
     ``dX_nc = sum_o W_oc G_no`` (C9) and ``dW_oc = sum_n conj(G_no) X_nc``
-    (C10), each transformed back and cropped. Output channels in blocks, as
-    in :func:`fft_correlate`.
+    (C10), each transformed back and cropped. The transforms of ``dout``
+    and the input gradient run one task per sample, the weight gradient one
+    task per block of output channels, on the thread pool.
 
     Parameters
     ----------
@@ -449,6 +520,9 @@ def fft_backward(x, weight, dout, *, input_grad=True):
     dout : ndarray of shape (N, C_out, H - f + 1, W - f + 1)
     input_grad : bool, optional
         Compute the input gradient.
+    spectra : FFTSpectra, optional
+        From :func:`fft_correlate` with these ``x`` and ``weight``; computed
+        here if not given.
 
     Returns
     -------
@@ -458,31 +532,31 @@ def fft_backward(x, weight, dout, *, input_grad=True):
     n_batch, channels, height, width = x.shape
     n_out, _, f, _ = weight.shape
     shape = fft_shape(height, width)
-    x_hat = _rfft2_padded(x, shape)  # (N, C_in, P, Q)
-    dx_hat = np.zeros_like(x_hat) if input_grad else None
-    dweight = np.empty(weight.shape, dtype=x.dtype)
-    block = _channel_block(2 * channels + n_batch, x_hat[0, 0].nbytes)
-    dw_hat = np.empty((min(block, n_out), channels) + x_hat.shape[2:], x_hat.dtype)
-    product = np.empty(x_hat.shape[2:], x_hat.dtype)  # (P, Q)
-    for o0 in range(0, n_out, block):
-        o1 = min(o0 + block, n_out)
-        g_hat = _rfft2_padded(dout[:, o0:o1], shape)  # (N, B, P, Q)
+    if spectra is None:
+        spectra = FFTSpectra(np.conjugate(_rfft2_padded(weight, shape)),
+                             _rfft2_padded(x, shape))
+    filters, inputs = spectra
+    _, input_products, weight_products = _spectral_products()
+    grads = np.empty((n_batch, n_out) + inputs.shape[2:], inputs.dtype)
+    dx = np.empty(x.shape, dtype=x.dtype) if input_grad else None
+
+    def sample_task(n):
+        grads[n] = _rfft2_padded(dout[n], shape, 1)
         if input_grad:
-            w_hat = _rfft2_padded(weight[o0:o1], shape)  # (B, C_in, P, Q)
-            for n in range(n_batch):
-                for c in range(channels):
-                    for b in range(o1 - o0):
-                        np.multiply(w_hat[b, c], g_hat[n, b], out=product)  # (C9)
-                        dx_hat[n, c] += product
-        np.conjugate(g_hat, out=g_hat)
-        for b in range(o1 - o0):
-            for c in range(channels):
-                np.multiply(g_hat[0, b], x_hat[0, c], out=dw_hat[b, c])  # (C10)
-                for n in range(1, n_batch):
-                    np.multiply(g_hat[n, b], x_hat[n, c], out=product)
-                    dw_hat[b, c] += product
-        dweight[o0:o1] = _irfft2_cropped(dw_hat[:o1 - o0], shape, (f, f))
-    dx = None
-    if input_grad:
-        dx = np.ascontiguousarray(_irfft2_cropped(dx_hat, shape, (height, width)))
+            products = np.empty(inputs.shape[1:], inputs.dtype)
+            input_products(filters, grads[n], products)                   # (C9)
+            dx[n] = _irfft2_cropped(products, shape, (height, width), 1, overwrite=True)
+
+    for_each(sample_task, n_batch, _TASK_ELEMENTS)
+    dweight = np.empty(weight.shape, dtype=x.dtype)
+    blocks = _channel_blocks(n_out, channels * inputs[0, 0].nbytes)
+
+    def weight_task(block):
+        span = blocks[block]
+        products = np.empty((span.stop - span.start,) + inputs.shape[1:], inputs.dtype)
+        for o in range(span.start, span.stop):
+            weight_products(grads, inputs, o, products[o - span.start])  # (C10)
+        dweight[span] = _irfft2_cropped(products, shape, (f, f), 1, overwrite=True)
+
+    for_each(weight_task, len(blocks), _TASK_ELEMENTS)
     return dx, dweight

@@ -57,11 +57,11 @@ import numpy as np
 import scipy.fft
 from numpy.polynomial import polynomial
 
-from . import njit, prange
-from .threads import for_each, get_num_threads, parallel_region
+from . import HAVE_NUMBA, njit, prange
+from .threads import elementwise, for_each, get_num_threads, parallel_region
 
 __all__ = ["stage_features", "fast_tanh", "lambert_tanh_coefficients",
-           "fft_tile_size", "spectral_sum", "TANH_TERMS", "TANH_CLAMP"]
+           "fft_tile_size", "spectral_sum", "tanh_gradient", "TANH_TERMS", "TANH_CLAMP"]
 
 #: Terms of Lambert's continued fraction kept (11: the fewest that reach the
 #: float32 rounding floor of about 4e-7, see the module docstring).
@@ -134,6 +134,46 @@ def fast_tanh(x):
     out = np.empty_like(x)
     _tanh_array(x, out)
     return out
+
+
+@njit(nogil=True, cache=True)
+def _tanh_gradient_kernel(dout, y, one, dx):
+    # ``one`` in the arrays' dtype: a float64 literal would promote float32
+    for index in range(dout.size):
+        value = y[index]
+        dx[index] = dout[index] * (one - value * value)
+
+
+def tanh_gradient(dout, y):
+    """``dout * (1 - y**2)``, the derivative of tanh at its output ``y`` (T2).
+
+    One pass over the arrays, spread over the cores, instead of NumPy's
+    three passes and two temporaries; the same operations in the same
+    order, so the same bits. NumPy's expression without Numba, or for
+    arrays that are not C-contiguous float32/float64 arrays of one dtype.
+
+    Parameters
+    ----------
+    dout, y : ndarray
+        Same shape.
+
+    Returns
+    -------
+    ndarray
+        In the dtype of ``dout * y``.
+    """
+    if (not HAVE_NUMBA or dout.dtype != y.dtype or dout.shape != y.shape
+            or dout.dtype not in (np.float32, np.float64)
+            or not (dout.flags.c_contiguous and y.flags.c_contiguous)):
+        return dout * (1.0 - y * y)
+    dx = np.empty_like(dout)
+    flat_dout, flat_y, flat_dx = dout.reshape(-1), y.reshape(-1), dx.reshape(-1)
+    one = dout.dtype.type(1.0)
+    # The thread pool, not a prange: a Numba parallel region measured ten
+    # times slower than this one pass on a busy 2-core machine.
+    elementwise(lambda span: _tanh_gradient_kernel(flat_dout[span], flat_y[span], one,
+                                                   flat_dx[span]), flat_dout.size)
+    return dx
 
 
 @njit(parallel=True, cache=True, error_model="numpy")

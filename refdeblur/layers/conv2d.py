@@ -24,6 +24,7 @@ class ConvCache(NamedTuple):
     weight: np.ndarray  # (C_out, C_in, f, f) in x's dtype: the input gradient (C3)
     has_bias: bool      # whether to return a bias gradient (C5)
     method: str         # "direct" or "fft": what the forward pass used
+    spectra: object     # the FFT path's spectra of w and x, reused by (C9), (C10); or None
 
 
 class Conv2D:
@@ -128,8 +129,9 @@ class Conv2D:
         x = self._check_input(x)
         weight, bias = self._check_params(params, x.dtype)
         method = self._resolve_method("forward", x.shape, x.dtype)
-        out = conv_backends.correlate(x, weight, bias, method=method)  # (C1)
-        return out, ConvCache(x, weight, bias is not None, method)
+        out, spectra = conv_backends.correlate(x, weight, bias, method=method,
+                                               keep_spectra=True)      # (C1)
+        return out, ConvCache(x, weight, bias is not None, method, spectra)
 
     def backward(self, dout, cache, *, input_grad=True):
         """Gradients with respect to the input, the filters and the bias.
@@ -155,7 +157,7 @@ class Conv2D:
             ``dout`` summed over all but the channel axis (C5). All arrays
             in the dtype of the input.
         """
-        x, weight, has_bias, _ = cache
+        x, weight, has_bias, forward_method, spectra = cache
         n_batch, _, height, width = x.shape
         expected = (n_batch, self.out_channels, height - self.filter_size + 1,
                     width - self.filter_size + 1)
@@ -165,8 +167,9 @@ class Conv2D:
         dout = np.ascontiguousarray(dout, dtype=x.dtype)
         pass_name = "backward" if input_grad else "weight_gradient"
         method = self._resolve_method(pass_name, x.shape, x.dtype)
-        dx, dweight = conv_backends.gradients(x, weight, dout, method=method,
-                                              input_grad=input_grad)  # (C3), (C4)
+        dx, dweight = conv_backends.gradients(
+            x, weight, dout, method=method, input_grad=input_grad,
+            spectra=spectra if method == forward_method else None)  # (C3), (C4)
         grads = {"weight": dweight}
         if has_bias:
             grads["bias"] = dout.sum(axis=(0, 2, 3))  # (C5)

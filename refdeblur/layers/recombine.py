@@ -110,12 +110,20 @@ class Recombine:
         dout_flat = dout.reshape(n_batch, self.out_channels, height * width)
         x_flat = x.reshape(n_batch, self.in_channels, height * width)
         dx = np.empty(x_flat.shape, dtype=np.result_type(weight, dout))
-        for_each(lambda n: np.matmul(weight.T, dout_flat[n], out=dx[n]), n_batch,
-                 dout_flat[0].size)                                  # (R2)
-        # sum over batch and pixels of dout x^T, as one (C_out, N·HW) product
-        dweight = np.matmul(
-            dout_flat.transpose(1, 0, 2).reshape(self.out_channels, -1),
-            x_flat.transpose(1, 0, 2).reshape(self.in_channels, -1).T)  # (R3)
+        # (R3) per image, summed over the batch in a fixed order: no
+        # transposed copies of the stacks, and the same bits on any number
+        # of cores.
+        per_image = np.empty((n_batch, self.out_channels, self.in_channels),
+                             dtype=np.result_type(dout, x))
+
+        def image_gradients(n):
+            np.matmul(weight.T, dout_flat[n], out=dx[n])                 # (R2)
+            np.matmul(dout_flat[n], x_flat[n].T, out=per_image[n])       # (R3)
+
+        for_each(image_gradients, n_batch, dout_flat[0].size)
+        dweight = per_image[0]
+        for n in range(1, n_batch):
+            dweight = dweight + per_image[n]
         grads = {"weight": dweight}
         if self.bias:
             grads["bias"] = dout_flat.sum(axis=(0, 2))  # (R4)

@@ -4,6 +4,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._engine.features import tanh_gradient
+
 
 class TanhCache(NamedTuple):
     output: np.ndarray  # tanh(x); (T2) needs only the output, not x
@@ -55,6 +57,5 @@ class Tanh:
         param_grads : dict
             Empty.
         """
-        y = cache.output
-        dx = dout * (1.0 - y * y)                                   # (T2)
+        dx = tanh_gradient(dout, cache.output)                      # (T2)
         return dx, {}

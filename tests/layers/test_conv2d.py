@@ -361,3 +361,86 @@ def test_conv2d_rejects_bad_params_and_dout(rng):
         Conv2D(2, 3, 3, method="winograd")
     with pytest.raises(ValueError, match="filter_size"):
         Conv2D(2, 3, 0)
+
+
+# -- the FFT path's spectral products and reused spectra ----------------------
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+def test_spectral_kernels_match_their_numpy_forms(rng, dtype):
+    def spectra(*shape):
+        return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(dtype)
+
+    filters, inputs, grads = spectra(5, 3, 6, 4), spectra(2, 3, 6, 4), spectra(2, 5, 6, 4)
+    pairs = [
+        (lambda out: conv_kernels.spectral_correlate_kernel(filters, inputs[1], out),
+         lambda out: conv_backends.spectral_correlate_numpy(filters, inputs[1], out),
+         (5, 6, 4)),
+        (lambda out: conv_kernels.spectral_input_gradient_kernel(filters, grads[1], out),
+         lambda out: conv_backends.spectral_input_gradient_numpy(filters, grads[1], out),
+         (3, 6, 4)),
+        (lambda out: conv_kernels.spectral_weight_gradient_kernel(grads, inputs, 4, out),
+         lambda out: conv_backends.spectral_weight_gradient_numpy(grads, inputs, 4, out),
+         (3, 6, 4)),
+    ]
+    # the sums the kernels compute, written out
+    expected = [np.einsum("ocpq,cpq->opq", filters, inputs[1]),
+                np.einsum("ocpq,opq->cpq", np.conj(filters), grads[1]),
+                np.einsum("npq,ncpq->cpq", np.conj(grads[:, 4]), inputs)]
+    tolerance = 1e-5 if dtype == np.complex64 else 1e-12
+    for (kernel, numpy_form, shape), target in zip(pairs, expected):
+        out_kernel = np.full(shape, np.nan, dtype)
+        out_numpy = np.full(shape, np.nan, dtype)
+        kernel(out_kernel)
+        numpy_form(out_numpy)
+        np.testing.assert_allclose(out_kernel, target, rtol=tolerance, atol=tolerance)
+        np.testing.assert_allclose(out_numpy, target, rtol=tolerance, atol=tolerance)
+
+
+def test_fft_backward_reuses_the_forward_spectra(rng):
+    x = rng.standard_normal((3, 2, 12, 10))
+    weight = rng.standard_normal((5, 2, 4, 4))
+    dout = rng.standard_normal((3, 5, 9, 7))
+    out, spectra = conv_backends.fft_correlate(x, weight, keep_spectra=True)
+    np.testing.assert_array_equal(out, conv_backends.fft_correlate(x, weight))
+    reused = conv_backends.fft_backward(x, weight, dout, spectra=spectra)
+    fresh = conv_backends.fft_backward(x, weight, dout)
+    for a, b in zip(reused, fresh):
+        np.testing.assert_array_equal(a, b)
+    # the spectra are those of the filters (conjugated) and of x
+    np.testing.assert_allclose(np.conj(spectra.filters), np.fft.rfft2(weight, s=(12, 10)),
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(spectra.inputs, np.fft.rfft2(x, s=(12, 10)),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_fft_path_with_numpy_products(rng, monkeypatch):
+    # without Numba the products run as NumPy expressions
+    monkeypatch.setattr(conv_backends, "HAVE_NUMBA", False)
+    x = rng.standard_normal((2, 2, 9, 8))
+    weight = rng.standard_normal((3, 2, 3, 3))
+    dout = rng.standard_normal((2, 3, 7, 6))
+    np.testing.assert_allclose(conv_backends.fft_correlate(x, weight),
+                               _oracle_forward(x, weight, np.zeros(3)),
+                               rtol=1e-11, atol=1e-12)
+    dx, dweight = conv_backends.fft_backward(x, weight, dout)
+    np.testing.assert_allclose(dx, _oracle_input_gradient(dout, weight),
+                               rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(dweight, _oracle_weight_gradient(x, dout),
+                               rtol=1e-11, atol=1e-12)
+
+
+def test_fft_path_does_not_depend_on_the_thread_count(rng):
+    from refdeblur._engine.threads import num_threads
+
+    x = rng.standard_normal((3, 2, 40, 36)).astype(np.float32)
+    weight = rng.standard_normal((6, 2, 9, 9)).astype(np.float32)
+    dout = rng.standard_normal((3, 6, 32, 28)).astype(np.float32)
+    results = []
+    for count in (1, 2, 3):
+        with num_threads(count):
+            out = conv_backends.fft_correlate(x, weight)
+            dx, dweight = conv_backends.fft_backward(x, weight, dout)
+        results.append((out, dx, dweight))
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)

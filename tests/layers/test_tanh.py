@@ -38,3 +38,18 @@ def test_tanh_preserves_float32(rng):
     dx, grads = Tanh().backward(np.ones_like(out), cache)
     assert out.dtype == dx.dtype == np.float32
     assert grads == {}
+
+
+def test_tanh_backward_is_numpys_expression_bit_for_bit(rng):
+    # the one-pass engine kernel: the same operations as NumPy, in float32 too
+    layer = Tanh()
+    for dtype in (np.float32, np.float64):
+        x = rng.standard_normal((3, 4, 150, 160)).astype(dtype)  # split over threads
+        dout = rng.standard_normal(x.shape).astype(dtype)
+        y, cache = layer.forward(x)
+        dx, _ = layer.backward(dout, cache)
+        assert dx.dtype == dtype
+        np.testing.assert_array_equal(dx, dout * (1.0 - y * y))
+    # a gradient of another dtype than the output takes NumPy's promotion
+    dx, _ = layer.backward(dout.astype(np.float32), cache)
+    assert dx.dtype == np.float64
