@@ -12,8 +12,8 @@ when the folder itself holds no case). Three sections:
     with the deconvolution and scoring of ``refdeblur bench levin``
     (:mod:`refdeblur.evaluation.levin`); then the counts at ER <= 3 and
     ER <= 2 of ``auto``, of each fixed size for every case and of the
-    oracle of ``refdeblur bench levin`` (the smallest window >= the true
-    kernel's size), and the seconds per estimate.
+    oracle of ``refdeblur bench levin --kernel-size oracle`` (the smallest
+    window >= the true kernel's size), and the seconds per estimate.
 (b) **Sampled camera shake.** One kernel per size 9, 13, ..., 33 (every
     odd size 9 to 33 with ``--all-sizes``; :func:`refdeblur.sample_kernel`)
     on each of five scikit-image photos
@@ -54,9 +54,8 @@ from scipy.signal import fftconvolve
 
 from _bench_common import print_table
 from refdeblur import DeblurWarning, estimate_kernel, sample_kernel
-from refdeblur.evaluation.levin import (choose_kernel_size as oracle_kernel_size,
-                                        deconvolve_for_benchmark, find_cases, image_scores,
-                                        load_case)
+from refdeblur.evaluation.levin import (deconvolve_for_benchmark, find_cases, image_scores,
+                                        load_case, oracle_kernel_size)
 from refdeblur.inference import estimate_kernel_and_size
 from refdeblur.kernels import blur_exceeds_window, kernel_border_mass, kernel_support_radius
 from refdeblur.metrics import kernel_error_up_to_shift
@@ -142,8 +141,8 @@ def levin_section(data_dir, quick):
     print_table("(a) Levin et al. 2009: the size chosen per case",
                 ["case", "true size", "oracle", "33 px support", "auto", "ER 17",
                  "ER 25", "ER 33", "ER auto"], table,
-                "oracle: the smallest shipped window >= the true kernel's size (what "
-                "`refdeblur bench levin` uses); 33 px support: side of the centred "
+                "oracle: the smallest shipped window >= the true kernel's size "
+                "(`refdeblur bench levin --kernel-size oracle`); 33 px support: side of the centred "
                 "square holding the refined 33 px estimate's values >= 20 % of its "
                 "peak; ER: error ratio, the deconvolution and scoring of `refdeblur "
                 "bench levin`.")

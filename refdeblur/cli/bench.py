@@ -22,23 +22,27 @@ CVPR 2009); --data is the folder of its .mat files once unpacked.
 
 examples:
   refdeblur bench levin --data ~/data/Levin09blurdata
+  refdeblur bench levin --data ~/data/Levin09blurdata --kernel-size oracle --out oracle/
   refdeblur bench levin --data ~/data/Levin09blurdata --kernel-size 25 --out k25/
   refdeblur bench levin --data ~/data/Levin09blurdata --cases im01_ker01,im02_ker05
 """
 
 LEVIN_DESCRIPTION = (
-    "Estimate the kernel of the 32 cases of Levin et al. (CVPR 2009), "
-    "deconvolve with it, with the true kernel and with a delta kernel, and "
+    "Estimate the kernel of the 32 cases of Levin et al. (CVPR 2009) with "
+    "the network chosen from each blurry image (as refdeblur deblur does; "
+    "see --kernel-size), deconvolve with it, with the network's unrefined "
+    "kernel, with the true kernel and with a delta kernel, and "
     "score with Levin's protocol (PSNR, SSIM, error ratio up to shift). "
     "Writes cases.csv, summary.md, summary.json and error_ratio_cdf.png.")
 
 
 def _kernel_size_argument(text):
-    if text == "auto":
+    if text in ("auto", "oracle"):
         return text
     if text in ("17", "25", "33"):
         return int(text)
-    raise argparse.ArgumentTypeError(f"invalid choice {text!r} (choose auto, 17, 25 or 33)")
+    raise argparse.ArgumentTypeError(
+        f"invalid choice {text!r} (choose auto, oracle, 17, 25 or 33)")
 
 
 def _add_levin_arguments(parser):
@@ -52,13 +56,18 @@ def _add_levin_arguments(parser):
                              f"result files already there are replaced only "
                              f"with --overwrite")
     parser.add_argument("--kernel-size", type=_kernel_size_argument, default="auto",
-                        metavar="{auto,17,25,33}",
-                        help="network window: auto (default) = per case the "
-                             "smallest shipped size >= the true kernel size, "
-                             "else the largest shipped; or one size for all")
+                        metavar="{auto,oracle,17,25,33}",
+                        help="network window per case: auto (default) = chosen "
+                             "from the blurry image, as refdeblur deblur does "
+                             "(the network-only row uses the network of that "
+                             "size); oracle = the smallest shipped size >= the "
+                             "true kernel size, else the largest shipped: it "
+                             "needs the true kernel and gives the upper "
+                             "reference for auto; or one size for every case")
     parser.add_argument("--model", type=Path, metavar="FILE",
                         help="model file to use for every case instead of the "
-                             "shipped networks")
+                             "shipped networks (its kernel size; not with "
+                             "--kernel-size oracle)")
     parser.add_argument("--cases", metavar="NAMES",
                         help="comma-separated case names (e.g. "
                              "im01_ker01,im02_ker05; the authors' im05_flit01 "

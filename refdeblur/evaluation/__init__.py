@@ -6,9 +6,9 @@ writes its tables, plot and files.
 """
 
 from .levin import (CSV_COLUMNS, DEFAULT_OUT_DIR, METHODS, OUTPUT_FILES,
-                    BenchError, choose_kernel_size, find_cases, load_case,
+                    BenchError, find_cases, load_case, oracle_kernel_size,
                     run_levin, summarise)
 
 __all__ = ["BenchError", "CSV_COLUMNS", "DEFAULT_OUT_DIR", "METHODS",
-           "OUTPUT_FILES", "choose_kernel_size", "find_cases", "load_case",
+           "OUTPUT_FILES", "find_cases", "load_case", "oracle_kernel_size",
            "run_levin", "summarise"]

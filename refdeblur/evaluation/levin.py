@@ -7,13 +7,19 @@ protocol (:mod:`refdeblur.metrics`). Every case is deconvolved with the
 *same* non-blind deconvolution, once per kernel:
 
 * ``refdeblur``: the kernel estimated by the network;
-* ``network_only``: the network's kernel without refinement;
+* ``network_only``: the same network's kernel without refinement;
 * ``true_kernel``: the ground-truth kernel (upper bound; error ratio 1);
 * ``no_deblurring``: a delta kernel, i.e. the blurry image only denoised
   by the deconvolution's prior (lower bound).
 
 A last row, ``blurry_input``, scores the blurry image ``y`` as it is (no
 processing at all), the number usually quoted as "no deblurring" in papers.
+
+The network (kernel window) of a case is chosen as ``refdeblur deblur``
+chooses it by default, from the blurry image
+(:func:`refdeblur.choose_kernel_size`, ``kernel_size="auto"``); the
+``oracle`` rule (:func:`oracle_kernel_size`) picks it from the true
+kernel's size instead, an upper reference that a user cannot have.
 
 The data set is not part of the package; :func:`run_levin` takes the folder
 of Levin et al.'s ``.mat`` files as the authors distribute them (see
@@ -37,7 +43,7 @@ import scipy.io
 
 from .. import __version__
 from ..deconvolution import deconvolve
-from ..inference import DeblurWarning, estimate_kernel
+from ..inference import DeblurWarning, estimate_kernel, estimate_kernel_and_size
 from ..kernels import delta_kernel
 from ..metrics import (kernel_error_up_to_shift, psnr_up_to_shift,
                        ssd_up_to_shift, ssim_up_to_shift)
@@ -47,11 +53,11 @@ from ..models import (SHIPPED_KERNEL_SIZES, load_shipped_model, model_sha256,
 from .reporting import (OUTPUT_FILES, machine_info, provenance, report_files,
                         summary_table, write_files)
 
-__all__ = ["BenchError", "run_levin", "choose_kernel_size", "summarise",
+__all__ = ["BenchError", "run_levin", "oracle_kernel_size", "summarise",
            "method_labels", "find_cases", "find_mat_cases", "read_index",
            "select_cases", "load_case", "DEFAULT_OUT_DIR",
            "available_shipped_sizes", "deconvolve_for_benchmark",
-           "image_scores", "METHODS", "CSV_COLUMNS", "OUTPUT_FILES"]
+           "image_scores", "METHODS", "ESTIMATES", "CSV_COLUMNS", "OUTPUT_FILES"]
 
 #: Rows scored for every case, in table order: key -> description.
 METHODS = {
@@ -67,8 +73,9 @@ ESTIMATES = ("refdeblur", "network_only")
 
 #: Columns of ``cases.csv`` (one row per case and method).
 CSV_COLUMNS = ("case", "image", "kernel", "true_kernel_size", "method",
-               "model", "model_kernel_size", "kernel_error", "psnr_db",
-               "ssim", "ssd", "error_ratio", "seconds", "warnings")
+               "model", "model_kernel_size", "kernel_size_reason",
+               "kernel_error", "psnr_db", "ssim", "ssd", "error_ratio",
+               "seconds", "warnings")
 
 #: The non-blind deconvolution used for every row (refdeblur's default).
 DECONVOLUTION = {"method": "hyper_laplacian", "noise_std": None, "clip": True,
@@ -77,9 +84,16 @@ DECONVOLUTION = {"method": "hyper_laplacian", "noise_std": None, "clip": True,
 #: Levin et al.'s scoring (crop, shift search), as in :mod:`refdeblur.metrics`.
 PROTOCOL = {"crop": 15, "max_shift": 5.0, "step": 0.25, "data_range": 1.0}
 
-KERNEL_SIZE_RULE = (
-    "auto: per case, the smallest shipped network whose window is at least "
-    "the true kernel size; if none is large enough, the largest shipped one")
+#: ``--kernel-size`` choices besides a size, and the rule each one states
+#: in the summaries.
+KERNEL_SIZE_RULES = {
+    "auto": ("auto: per case, the shipped network that refdeblur.choose_kernel_size "
+             "picks from the blurry image (as refdeblur deblur does by default); "
+             "the network-only row uses the network of the size chosen"),
+    "oracle": ("oracle: per case, the smallest shipped network whose window is "
+               "at least the true kernel size, else the largest shipped one "
+               "(needs the true kernel: an upper reference for auto)"),
+}
 
 # Error-ratio thresholds reported by Levin et al. (share of cases at or below).
 ER_THRESHOLDS = (2.0, 3.0)
@@ -369,8 +383,13 @@ def available_shipped_sizes():
     return available
 
 
-def choose_kernel_size(true_size, available):
-    """Kernel window for a case under the ``auto`` rule.
+def oracle_kernel_size(true_size, available):
+    """Kernel window for a case under the ``oracle`` rule.
+
+    The rule needs the true kernel, which a user of
+    :func:`refdeblur.deblur` does not have; it is the benchmark's reference
+    for the choice from the image (``kernel_size="auto"``,
+    :func:`refdeblur.choose_kernel_size`).
 
     Parameters
     ----------
@@ -387,7 +406,7 @@ def choose_kernel_size(true_size, available):
 
     Examples
     --------
-    >>> choose_kernel_size(19, [17, 25, 33]), choose_kernel_size(27, [17])
+    >>> oracle_kernel_size(19, [17, 25, 33]), oracle_kernel_size(27, [17])
     (25, 17)
     """
     if not available:
@@ -397,31 +416,53 @@ def choose_kernel_size(true_size, available):
 
 
 class _Models:
-    """The networks of one run: a fixed model file, a fixed shipped size, or
-    the ``auto`` choice per case; loads each at most once."""
+    """The networks of one run and how each case's kernel window is chosen.
+
+    The window comes from the blurry image (``'auto'``), from the true
+    kernel's size (``'oracle'``), or is one size for every case (a shipped
+    size, or a model file's); networks are loaded at most once, and every
+    one that estimated a kernel is listed by :meth:`used`.
+    """
 
     def __init__(self, kernel_size="auto", model_path=None):
         self._networks = {}
         self._files = {}
+        self.available = available_shipped_sizes()
         if model_path is not None:
             self._use_model_file(Path(model_path), kernel_size)
-            return
-        self.available = available_shipped_sizes()
-        if kernel_size == "auto":
-            if not self.available:
-                raise BenchError("no shipped model is installed; pass --model FILE")
-            self.rule = KERNEL_SIZE_RULE
-            self._fixed = None
+        elif kernel_size in KERNEL_SIZE_RULES:
+            self._use_rule(kernel_size)
         else:
+            self._use_shipped_size(kernel_size)
+
+    def _use_rule(self, rule):
+        if not self.available:
+            raise BenchError("no shipped model is installed; pass --model FILE")
+        missing = [size for size in SHIPPED_KERNEL_SIZES if size not in self.available]
+        if rule == "auto" and missing:
+            # the choice from the image measures with the largest network
+            # and may pick any of them
+            raise BenchError(f"--kernel-size auto needs every shipped network; "
+                             f"missing: {', '.join(map(str, missing))} px (choose "
+                             f"oracle or an installed size)")
+        self.mode, self.rule, self._fixed = rule, KERNEL_SIZE_RULES[rule], None
+
+    def _use_shipped_size(self, kernel_size):
+        try:
             size = int(kernel_size)
-            if size not in self.available:
-                raise BenchError(f"no shipped model for --kernel-size {size} in "
-                                 f"this installation (available: "
-                                 f"{', '.join(map(str, self.available)) or 'none'})")
-            self.rule = f"fixed: the shipped {size} px network for every case"
-            self._fixed = size
+        except (TypeError, ValueError):
+            size = None
+        if size is None or size not in self.available:
+            raise BenchError(f"no shipped model for --kernel-size {kernel_size} in "
+                             f"this installation (available: "
+                             f"{', '.join(map(str, self.available)) or 'none'})")
+        self.mode, self._fixed = "fixed", size
+        self.rule = f"fixed: the shipped {size} px network for every case"
 
     def _use_model_file(self, model_path, kernel_size):
+        if kernel_size == "oracle":
+            raise BenchError("--kernel-size oracle chooses among the shipped "
+                             "networks; it cannot be combined with --model")
         try:
             network = load_model(model_path).astype(np.float32)
         except (OSError, ValueError, KeyError) as error:
@@ -431,23 +472,75 @@ class _Models:
                              f"{network.kernel_size} px kernels, but "
                              f"--kernel-size {kernel_size} was given")
         self._networks[network.kernel_size] = network
-        self._files[network.kernel_size] = (model_path, model_sha256(model_path))
+        self._model_file = (model_path, model_sha256(model_path))
+        self.mode, self._fixed = "model", network.kernel_size
         self.rule = f"fixed: the model file {model_path.name} for every case"
-        self._fixed = network.kernel_size
 
-    def size_for(self, true_size):
-        """Kernel window used for a case whose true kernel has ``true_size``."""
-        if self._fixed is not None:
-            return self._fixed
-        return choose_kernel_size(true_size, self.available)
+    def load_all(self):
+        """Load every network the run may use, so that no case times a load."""
+        for size in ([self._fixed] if self._fixed is not None else self.available):
+            self.network(size)
 
     def network(self, size):
         """The network of ``size`` (shipped ones loaded on first use)."""
         if size not in self._networks:
-            path = shipped_model_path(size)
             self._networks[size] = load_shipped_model(size)
-            self._files[size] = (path, model_sha256(path))
         return self._networks[size]
+
+    def _record(self, size):
+        """Note the file of the network of ``size`` as used."""
+        if size not in self._files:
+            path = (self._model_file[0] if self.mode == "model"
+                    else shipped_model_path(size))
+            digest = (self._model_file[1] if self.mode == "model"
+                      else model_sha256(path))
+            self._files[size] = (path, digest)
+
+    def estimate(self, blurry, true_size):
+        """The refined kernel of a case, its window and why.
+
+        Parameters
+        ----------
+        blurry : ndarray
+            The case's blurry image.
+        true_size : int
+            Side of its true kernel (read by the ``oracle`` rule only).
+
+        Returns
+        -------
+        kernel : ndarray
+        size : int
+            The kernel window used.
+        reason : str
+            Why that window.
+        messages : list of str
+            The estimate's DeblurWarning messages.
+        """
+        if self.mode == "auto":
+            # Exactly what refdeblur deblur does by default: the library
+            # chooses the network from the image and estimates with it.
+            (kernel, choice), messages = _recording_deblur_warnings(
+                estimate_kernel_and_size, blurry)
+            for size in (choice.probe_size, choice.kernel_size):
+                if size is not None:
+                    self._record(size)
+            return kernel, choice.kernel_size, choice.reason, messages
+        size, reason = self._window(true_size)
+        kernel, messages = _recording_deblur_warnings(
+            estimate_kernel, blurry, size, model=self.network(size))
+        self._record(size)
+        return kernel, size, reason, messages
+
+    def _window(self, true_size):
+        """Window and reason of a case under a rule that is not ``auto``."""
+        if self.mode == "oracle":
+            size = oracle_kernel_size(true_size, self.available)
+            holds = "the smallest" if size >= true_size else "no window holds it; the largest"
+            return size, (f"oracle: the true kernel spans {true_size} px; {holds} "
+                          f"shipped window, {size} px")
+        if self.mode == "model":
+            return self._fixed, "the model file's kernel size"
+        return self._fixed, f"--kernel-size {self._fixed}"
 
     def file_name(self, size):
         return self._files[size][0].name
@@ -515,8 +608,8 @@ def _ratio(ssd, ssd_true_kernel):
     return ssd / ssd_true_kernel
 
 
-def _estimate_recording_warnings(blurry, size, network):
-    """The refined kernel estimate and the messages of its DeblurWarnings.
+def _recording_deblur_warnings(function, *args, **kwargs):
+    """``function(*args, **kwargs)`` and the messages of its DeblurWarnings.
 
     Only refdeblur's own warnings (e.g. a blur wider than the window) are
     expected; they are recorded in the row. Anything else is passed on to
@@ -524,7 +617,7 @@ def _estimate_recording_warnings(blurry, size, network):
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DeblurWarning)
-        kernel = estimate_kernel(blurry, size, model=network)
+        result = function(*args, **kwargs)
     messages = []
     for warning in caught:
         if issubclass(warning.category, DeblurWarning):
@@ -532,7 +625,7 @@ def _estimate_recording_warnings(blurry, size, network):
         else:
             warnings.warn_explicit(warning.message, warning.category,
                                    warning.filename, warning.lineno)
-    return kernel, messages
+    return result, messages
 
 
 def _estimate_without_refinement(blurry, size, network):
@@ -543,16 +636,19 @@ def _estimate_without_refinement(blurry, size, network):
         return estimate_kernel(blurry, size, model=network, refine=False)
 
 
-def _case_results(blurry, true_kernel, size, network):
-    """Kernel, image and seconds of every method for one case, plus the
-    estimate's warning messages."""
+def _case_results(blurry, true_kernel, models):
+    """Kernel, image and seconds of every method for one case, the window
+    used and why, and the estimate's warning messages."""
     kernels, images, seconds = {}, {}, {}
     started = time.perf_counter()
-    kernels["refdeblur"], messages = _estimate_recording_warnings(blurry, size, network)
+    # With auto, the timing includes choosing the window, as a user pays it.
+    kernels["refdeblur"], size, reason, messages = models.estimate(
+        blurry, true_kernel.shape[0])
     images["refdeblur"] = deconvolve_for_benchmark(blurry, kernels["refdeblur"])
     seconds["refdeblur"] = time.perf_counter() - started
     started = time.perf_counter()
-    kernels["network_only"] = _estimate_without_refinement(blurry, size, network)
+    kernels["network_only"] = _estimate_without_refinement(blurry, size,
+                                                           models.network(size))
     images["network_only"] = deconvolve_for_benchmark(blurry, kernels["network_only"])
     seconds["network_only"] = time.perf_counter() - started
 
@@ -567,15 +663,14 @@ def _case_results(blurry, true_kernel, size, network):
     kernels["blurry_input"] = kernels["no_deblurring"]   # y as it is: the identity blur
     images["blurry_input"] = blurry
     seconds["blurry_input"] = 0.0
-    return kernels, images, seconds, messages
+    return kernels, images, seconds, size, reason, messages
 
 
 def _score_case(row, blurry, sharp, true_kernel, models):
     """The rows (dicts with CSV_COLUMNS) of one case and its estimated kernel."""
     true_size = true_kernel.shape[0]
-    size = models.size_for(true_size)
-    kernels, images, seconds, messages = _case_results(
-        blurry, true_kernel, size, models.network(size))
+    kernels, images, seconds, size, reason, messages = _case_results(
+        blurry, true_kernel, models)
 
     delta_error = kernel_error_up_to_shift(kernels["no_deblurring"], true_kernel)
     kernel_errors = {
@@ -593,6 +688,7 @@ def _score_case(row, blurry, sharp, true_kernel, models):
         **common, "method": method,
         "model": models.file_name(size) if method in ESTIMATES else "",
         "model_kernel_size": size if method in ESTIMATES else "",
+        "kernel_size_reason": reason if method in ESTIMATES else "",
         "kernel_error": kernel_errors[method],
         **scores[method],
         "error_ratio": _ratio(scores[method]["ssd"], ssd_true_kernel),
@@ -603,11 +699,9 @@ def _score_case(row, blurry, sharp, true_kernel, models):
 
 
 def _warm_up(blurry, true_kernel, models):
-    """Compile Numba code and load the first network outside the timings."""
-    size = models.size_for(true_kernel.shape[0])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeblurWarning)
-        estimate_kernel(blurry, size, model=models.network(size))
+    """Compile Numba code and load the networks outside the timings."""
+    models.load_all()
+    models.estimate(blurry, true_kernel.shape[0])
     deconvolve_for_benchmark(blurry, true_kernel)
 
 
@@ -681,22 +775,28 @@ def summarise(rows):
     return methods, by_size
 
 
-def method_labels(rows):
+def method_labels(rows, kernel_size_mode=None):
     """Display label of every method, naming the networks the rows used.
 
     Parameters
     ----------
     rows : list of dict
         Per-case rows with the columns of :data:`CSV_COLUMNS`.
+    kernel_size_mode : {'auto', 'oracle', 'fixed', 'model'}, optional
+        How the windows were chosen; the per-case rules (``'auto'``,
+        ``'oracle'``) are named in the label.
 
     Returns
     -------
     dict
         ``{method: label}`` in the order of :data:`METHODS`, e.g.
-        ``'refdeblur (k17, k25)'`` for ``refdeblur``.
+        ``'refdeblur (auto: k17, k25)'`` for ``refdeblur``.
     """
-    models = sorted({row["model"] for row in rows if row["method"] == "refdeblur"})
-    estimate = f"refdeblur ({', '.join(Path(m).stem for m in models)})"
+    models = ", ".join(Path(model).stem for model in sorted(
+        {row["model"] for row in rows if row["method"] == "refdeblur"}))
+    if kernel_size_mode in KERNEL_SIZE_RULES:
+        models = f"{kernel_size_mode}: {models}"
+    estimate = f"refdeblur ({models})"
     labels = dict(METHODS)
     labels["refdeblur"] = estimate
     labels["network_only"] = (estimate.replace("refdeblur", "network only", 1)
@@ -727,6 +827,7 @@ def _run_info(data_dir, models, commit, dirty, command_line):
         "command_line": command_line if command_line is not None else shlex.join(sys.argv),
         "data_dir": str(Path(data_dir).resolve()),
         "models": models.used(),
+        "kernel_size_mode": models.mode,
         "kernel_size_rule": models.rule,
         "deconvolution": DECONVOLUTION,
         "protocol": PROTOCOL,
@@ -745,12 +846,18 @@ def run_levin(data_dir, out_dir=None, *, kernel_size="auto", model_path=None,
     out_dir : path-like, optional
         Output folder (created if missing). Default: ``levin-results`` in
         the current folder (:data:`DEFAULT_OUT_DIR`).
-    kernel_size : {'auto', 17, 25, 33}, optional
-        ``'auto'``: per case the smallest shipped network at least as large
-        as the true kernel, else the largest one (see
-        :func:`choose_kernel_size`); a number: that shipped network for all.
+    kernel_size : {'auto', 'oracle', 17, 25, 33}, optional
+        ``'auto'`` (default): per case the network that
+        :func:`refdeblur.choose_kernel_size` picks from the blurry image,
+        as ``refdeblur deblur`` does; the ``network_only`` row uses the
+        network of that size. ``'oracle'``: the smallest shipped network
+        at least as large as the true kernel, else the largest one (see
+        :func:`oracle_kernel_size`); it needs the true kernel and gives the
+        upper reference for ``'auto'``. A number: that shipped network for
+        every case.
     model_path : path-like, optional
-        A model file to use for every case instead of the shipped networks.
+        A model file to use for every case instead of the shipped networks
+        (with ``kernel_size='auto'``, or the model's size).
     cases : sequence of str, optional
         Case names such as ``'im01_ker01'`` (see :func:`select_cases`);
         default every case of the folder.
@@ -787,7 +894,7 @@ def run_levin(data_dir, out_dir=None, *, kernel_size="auto", model_path=None,
     loaded = [(row, *load_case(data_dir, row)) for row in selected]
     rows, kernels = _score_cases(loaded, models, progress)
     methods, by_size = summarise(rows)
-    labels = method_labels(rows)
+    labels = method_labels(rows, models.mode)
     info = _run_info(data_dir, models, commit, dirty, command_line)
     info["wall_seconds"] = time.perf_counter() - started
     result = {"out_dir": out_dir, "rows": rows, "methods": methods,
