@@ -373,7 +373,9 @@ def _hyper_laplacian(y_pad, problem, *, noise_std, alpha=2 / 3, lam=None,
                 u_hat = band_observations(y_pad, x_hat, problem)  # (D6)
             shrink_divergence(x, beta, alpha, tau, scratch, rhs,
                               parallel=parallel)                     # (D10)
-            x_hat = rfft2(rhs)
+            # At the first, small beta every gradient is usually below tau
+            # (D11): the transform of zeros is zeros.
+            x_hat = rfft2(rhs) if rhs.any() else np.zeros_like(u_hat)
             fourier_solve(x_hat, u_hat, problem.otf, problem.grad_rows,
                           problem.grad_cols, gamma, parallel=parallel)  # (D9)
             x = irfft2(x_hat, problem.padded_shape)

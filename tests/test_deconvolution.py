@@ -346,3 +346,37 @@ def test_levin_benchmark_with_true_kernels(levin_data):
     # measured: mean 32.34 dB (blurry 22.91 dB), smallest gain 7.8 dB
     assert np.mean(psnrs) > 31.5
     assert min(gains) > 5.0
+
+
+# -- the vectorised alpha = 2/3 path (D13 with a Halley cube root) ------------
+
+
+@pytest.mark.parametrize("beta", [1e-2, 1.0, 2.83, 181.0, 4096.0, 1e6])
+def test_two_thirds_shrink_equals_the_closed_form_with_pow(beta, rng):
+    # shrink_into (compiled: vectorised, Halley cube root from a bit-level
+    # guess) against shrink_numpy, the same formula with ``** (1/3)``; many
+    # blocks, values from far below tau to 1e6 times it, both signs.
+    tau = shrink_threshold(beta, 2 / 3)
+    magnitudes = np.concatenate([tau * np.logspace(-3, 6, 9000),
+                                 [0.0, tau, np.nextafter(tau, np.inf), 2 * tau]])
+    v = magnitudes * rng.choice([-1.0, 1.0], magnitudes.size)
+    compiled = np.empty_like(v)
+    engine.shrink_into(v, beta, 2 / 3, tau, compiled)
+    reference = engine.shrink_numpy(v, beta, 2 / 3, tau)
+    np.testing.assert_array_equal(compiled == 0, reference == 0)
+    # measured: 2.2e-15 at most; the formula itself amplifies rounding near tau
+    np.testing.assert_allclose(compiled, reference, rtol=1e-13, atol=0)
+
+
+@pytest.mark.parametrize("shape", [(1, 5), (37, 52), (70, 33)])
+def test_two_thirds_shrink_divergence_in_blocks_of_rows(shape, rng):
+    # More rows than one block (ROWS_PER_BLOCK) and a partial last block; the
+    # circular differences, the shrinkage and D^T against np.roll.
+    x = 0.3 * rng.standard_normal(shape)
+    beta = 40.0
+    tau = shrink_threshold(beta, 2 / 3)
+    compiled, reference = np.empty_like(x), np.empty_like(x)
+    engine.shrink_divergence(x, beta, 2 / 3, tau, np.empty_like(x), compiled)
+    engine.shrink_divergence_numpy(x, beta, 2 / 3, tau, reference)
+    np.testing.assert_allclose(compiled, reference, rtol=0, atol=1e-13)
+    assert np.count_nonzero(compiled) > x.size // 2

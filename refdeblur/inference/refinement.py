@@ -11,7 +11,8 @@ to the neighbourhood of its support:
 2. edge selection: keep only the strongest gradients of that image (A2);
 3. kernel: regularised least squares between the selected sharp gradients
    and the blurry image's gradients, over the pixels whose blur is fully
-   observed ('valid' convolution, A3 to A6), one dense m² x m² solve;
+   observed ('valid' convolution, A3 to A6), one m² x m² solve split in
+   two by the kernel's point symmetry (A9);
 4. projection: non-negative, small values and mass outside the network's
    (dilated) support removed, sum 1, centred (A7).
 
@@ -23,6 +24,8 @@ This step is not in the paper: ``derivations/kernel_refinement.md`` derives
 it, says why it was added and gives the measurements that chose its
 parameters (synthetic held-out pairs, then Levin et al.'s benchmark).
 """
+
+import functools
 
 import numpy as np
 import scipy.linalg
@@ -151,6 +154,10 @@ def solve_kernel(sharp_gradients, blurry_gradients, size, regularisation):
     within ``m - 1`` px of the border; otherwise it also asks the blur of
     the border edges to be zero outside the image, a small bias that the
     projection (A7) and normalisation absorb (derivations/kernel_refinement.md, A5).
+    ``G`` commutes with the reversal of the kernel, so the system splits
+    into two of half the size, one for the kernel's point-symmetric part and
+    one for its antisymmetric part (A9): the same solution for a quarter of
+    the dense factorisation's work.
 
     Parameters
     ----------
@@ -167,16 +174,103 @@ def solve_kernel(sharp_gradients, blurry_gradients, size, regularisation):
     ndarray (m, m)
         The unconstrained minimiser (may have negative values).
     """
-    half = size // 2
-    operators = [ValidConvolution(p, size) for p in sharp_gradients]
-    rhs = sum(op.adjoint(q[half:q.shape[0] - half, half:q.shape[1] - half])
-              for op, q in zip(operators, blurry_gradients))                # (A6)
-    gram = _gram_from_operators(operators, size)                             # (A5)
-    energy = float(np.trace(gram))              # = sum_d ||p_d||^2 * m^2
-    beta = regularisation * energy / size ** 4                               # (A4)
-    gram[np.diag_indices_from(gram)] += max(beta, 1e-12 * energy / size ** 2)
-    solution = scipy.linalg.solve(gram, rhs.ravel(), assume_a="pos")
-    return solution.reshape(size, size)
+    step = _KernelStep(blurry_gradients, size)
+    return step.solve(sharp_gradients, regularisation)
+
+
+class _KernelStep:
+    """The kernel update (A4 to A6, A9) against fixed blurry gradients.
+
+    The blurry gradients do not change between alternations, so their
+    transforms are computed once here and reused by every :meth:`solve`.
+    """
+
+    def __init__(self, blurry_gradients, size):
+        self.size = int(size)
+        half = self.size // 2
+        shape = blurry_gradients[0].shape
+        # Linear convolution of H x W with m x m fits in H + m - 1 (no wrap).
+        self.grid = tuple(fast_length(n + self.size - 1) for n in shape)
+        observed = np.stack([q[half:q.shape[0] - half, half:q.shape[1] - half]
+                             for q in blurry_gradients])
+        self._blurry_hat = np.conj(rfft2(observed, self.grid))
+
+    def solve(self, sharp_gradients, regularisation):
+        """The unconstrained minimiser of (A4) for these sharp gradients, (m, m)."""
+        m = self.size
+        sharp_hat = rfft2(np.stack(sharp_gradients), self.grid)
+        # One inverse transform gives both the right-hand side (A6), as the
+        # correlation of p_d with q_d, and the autocorrelation of (A5).
+        spectra = np.stack([np.sum(self._blurry_hat * sharp_hat, axis=0),
+                            np.sum(sharp_hat.real ** 2 + sharp_hat.imag ** 2, axis=0)])
+        correlation, circular = irfft2(spectra, self.grid)
+        rhs = correlation[:m, :m][::-1, ::-1]                              # (A6)
+        lags = np.arange(-(m - 1), m)
+        table = circular[np.ix_(lags % self.grid[0], lags % self.grid[1])]  # (A5)
+        table = 0.5 * (table + table[::-1, ::-1])   # a(l) = a(-l), exactly
+        energy = float(table[m - 1, m - 1]) * m ** 2    # trace G = sum_d ||p_d||^2 m^2
+        beta = regularisation * energy / m ** 4                              # (A4)
+        return _solve_centrosymmetric(table, rhs, max(beta, 1e-12 * energy / m ** 2))
+
+
+@functools.lru_cache(maxsize=8)
+def _half_blocks(size):
+    """Flat indices into the (2m-1)^2 lag table of the blocks of (A9).
+
+    For the first half of the kernel's pixels (row-major) and the centre,
+    ``same[i, i']`` indexes ``G[i, i']`` and ``mirrored[i, i']`` indexes
+    ``G[i, n - 1 - i']``: lag ``j_i - j_i'`` and ``j_i + j_i' - (m - 1)``.
+    """
+    m = size
+    rows, cols = np.divmod(np.arange(m * m // 2 + 1), m)
+    width = 2 * m - 1
+    same = ((rows[:, None] - rows[None, :] + m - 1) * width
+            + cols[:, None] - cols[None, :] + m - 1)
+    mirrored = (rows[:, None] + rows[None, :]) * width + cols[:, None] + cols[None, :]
+    same.flags.writeable = mirrored.flags.writeable = False  # shared by the cache
+    return same, mirrored
+
+
+def _solve_centrosymmetric(table, rhs, beta):
+    """``(G + beta I) k = b`` for ``G[j, j'] = a(j - j')``, by (A9).
+
+    ``table`` holds ``a`` at the lags ``[-(m-1), m-1]^2`` (``a(l) =
+    a(-l)``), ``rhs`` is ``b`` as an m x m image; returns ``k`` (m x m).
+    """
+    m = rhs.shape[0]
+    half = m * m // 2                            # the centre pixel's index
+    same, mirrored = _half_blocks(m)
+    flat = table.ravel()
+    a_same, a_mirrored = flat[same], flat[mirrored]
+    b = rhs.ravel()
+    b_reversed = b[::-1]
+    root_half = np.sqrt(0.5)
+    # Symmetric part: basis (e_i + e_{n-1-i}) / sqrt 2 and e_centre.
+    symmetric = a_same + a_mirrored
+    symmetric[half, :] *= root_half
+    symmetric[:, half] *= root_half
+    symmetric[np.diag_indices(half + 1)] += beta
+    b_symmetric = (b[:half + 1] + b_reversed[:half + 1]) * root_half
+    b_symmetric[half] *= root_half
+    # Antisymmetric part: basis (e_i - e_{n-1-i}) / sqrt 2.
+    antisymmetric = a_same[:half, :half] - a_mirrored[:half, :half]
+    antisymmetric[np.diag_indices(half)] += beta
+    b_antisymmetric = (b[:half] - b_reversed[:half]) * root_half
+    x_symmetric = _solve_spd(symmetric, b_symmetric)
+    x_antisymmetric = _solve_spd(antisymmetric, b_antisymmetric)
+    kernel = np.empty(m * m)
+    kernel[:half] = (x_symmetric[:half] + x_antisymmetric) * root_half
+    kernel[half] = x_symmetric[half]
+    kernel[half + 1:] = ((x_symmetric[:half] - x_antisymmetric) * root_half)[::-1]
+    return kernel.reshape(m, m)
+
+
+def _solve_spd(matrix, rhs):
+    """Cholesky solve of a symmetric positive definite system (overwrites ``matrix``)."""
+    if matrix.size == 0:
+        return np.zeros(0)
+    factor = scipy.linalg.cho_factor(matrix, overwrite_a=True, check_finite=False)
+    return scipy.linalg.cho_solve(factor, rhs, check_finite=False)
 
 
 def _select_edges(gradients, fraction):
@@ -277,7 +371,7 @@ def refine_kernel(image, kernel, *, n_iter=5, edge_fraction=0.05, regularisation
         image = image[rows, cols]
     kernel = kernel / kernel.sum()
     support = _support(kernel, support_threshold, support_dilation)
-    blurry_gradients = gradients(image)                                   # (A3)
+    kernel_step = _KernelStep(gradients(image), size)                     # (A3)
     image32 = image.astype(np.float32)
     current = kernel
     for _ in range(int(n_iter)):
@@ -286,7 +380,7 @@ def refine_kernel(image, kernel, *, n_iter=5, edge_fraction=0.05, regularisation
         edges = _select_edges(gradients(latent), edge_fraction)           # (A2)
         if not any(np.any(e) for e in edges):
             break
-        solved = solve_kernel(edges, blurry_gradients, size, regularisation)  # (A4-A6)
+        solved = kernel_step.solve(edges, regularisation)                   # (A4-A6, A9)
         projected = _project(solved, support, threshold)                    # (A7)
         if projected is None:
             break
