@@ -10,6 +10,7 @@ from .. import __version__
 from .bench import add_bench_parser
 from .deblur import add_deblur_parser
 from .errors import ArgumentParser, UserError, fail
+from .port import add_check_port_parser, add_trace_parser
 from .train import add_export_parser, add_plot_parser, add_train_parser
 
 
@@ -27,6 +28,8 @@ def build_parser():
     add_plot_parser(subparsers)
     add_export_parser(subparsers)
     add_bench_parser(subparsers, UserError)
+    add_trace_parser(subparsers, UserError)
+    add_check_port_parser(subparsers, UserError)
     return parser
 
 
