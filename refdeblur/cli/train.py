@@ -10,9 +10,10 @@ from pathlib import Path
 from ..layers.kernel_quotient import BETA_MODES
 from ..models import SHIPPED_KERNEL_SIZES
 from ..network import Architecture
+from ..distributed import dask_client, require_distributed, train_distributed
 from ..training import default_config, optimizer_settings, train
-from ..training.config import (LOG_FILE, RECIPES, architecture_options, read_config,
-                               recipe_config, recipe_steps)
+from ..training.config import (CONFIG_FILE, LOG_FILE, RECIPES, architecture_options,
+                               example_seeding, read_config, recipe_config, recipe_steps)
 from ..training.export import export_run, recipe_path
 from ..training.log import plot_training
 from .errors import UserError
@@ -27,6 +28,10 @@ examples:
   refdeblur train --recipe k25 --images ~/photos --out runs/k25 \\
       --base-model benchmarks/training_runs/base17f17_for25.npz
   refdeblur export-model runs/k25 k25.npz --stages 2
+  # on 4 local worker processes (needs refdeblur[distributed]); the same
+  # weights as on 1, 2 or 0 workers with --example-seeding per-example:
+  refdeblur train --kernel-size 17 --images ~/photos --out runs/k17 --steps 20000 \\
+      --workers 4
 
 recipes (--recipe, the configuration of a shipped network, from
 refdeblur/models/NAME.json; the files named base are in
@@ -161,6 +166,26 @@ def add_train_parser(subparsers):
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0,
                         help="wall-clock minutes between two checkpoints "
                              "(default: %(default)g)")
+    parser.add_argument("--example-seeding", choices=("stream", "per-example"),
+                        help="stream: the examples of every step drawn from one "
+                             "generator; per-example: example i of step s from "
+                             "its own generator, seeded [seed, 2, s, i], so that "
+                             "they can be computed anywhere and the weights do "
+                             "not depend on where (recorded in config.json) "
+                             "(default: stream; per-example with --workers or "
+                             "--scheduler, which need it)")
+    cluster = parser.add_mutually_exclusive_group()
+    cluster.add_argument("--workers", type=int, metavar="N",
+                         help="compute every step's examples on a local Dask "
+                              "cluster of N worker processes; implies "
+                              "--example-seeding per-example for a new run, and "
+                              "a resumed run must have it; needs "
+                              "refdeblur[distributed] (default: none, this "
+                              "process computes them)")
+    cluster.add_argument("--scheduler", metavar="ADDRESS",
+                         help="compute them on the workers of the running Dask "
+                              "scheduler at ADDRESS (tcp://host:8786) instead, "
+                              "with the same conditions (default: none)")
     parser.set_defaults(handler=_run_train)
 
 
@@ -210,6 +235,32 @@ def _check_options(args):
         raise UserError(f"--learning-rate must be > 0, got {args.learning_rate}")
     if args.val_fraction is not None and not 0 < args.val_fraction < 1:
         raise UserError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers must be at least 1, got {args.workers}")
+    option = _cluster_option(args)
+    if option is not None:
+        if args.example_seeding == "stream":
+            raise UserError(f"{option} needs --example-seeding per-example")
+        try:
+            require_distributed()
+        except ImportError as error:
+            raise UserError(f"{option}: {error}") from None
+
+
+def _cluster_option(args):
+    """``--workers`` or ``--scheduler``, whichever was given (None for neither)."""
+    if args.workers is not None:
+        return "--workers"
+    return "--scheduler" if args.scheduler is not None else None
+
+
+def _check_resumed_seeding(args):
+    """Refuse a cluster for a resumed run that draws its examples from one stream."""
+    option = _cluster_option(args)
+    if option is not None and example_seeding(read_config(args.out)) == "stream":
+        raise UserError(f"{option} needs per-example seeding, and the run in {args.out} "
+                        f"draws its examples from one stream; resume it without "
+                        f"{option}, or start a new run")
 
 
 def _run_train(args):
@@ -223,6 +274,8 @@ def _run_train(args):
         if args.print_config:
             print(json.dumps(read_config(args.out), indent=2))
             return 0
+        if (args.out / CONFIG_FILE).is_file():
+            _check_resumed_seeding(args)
     else:
         config = new_run_config(args)
         if args.print_config:
@@ -235,8 +288,13 @@ def _run_train(args):
         if args.base_model is not None and not args.base_model.is_file():
             raise UserError(f"base model not found: {args.base_model}")
     steps = args.steps if args.steps is not None else recipe_steps(args.recipe)
-    result = train(config, out_dir=args.out, steps=steps, resume=args.resume,
-                   progress=True, checkpoint_seconds=60.0 * args.checkpoint_minutes)
+    options = dict(out_dir=args.out, steps=steps, resume=args.resume, progress=True,
+                   checkpoint_seconds=60.0 * args.checkpoint_minutes)
+    if _cluster_option(args) is None:
+        result = train(config, **options)
+    else:
+        with dask_client(workers=args.workers, scheduler=args.scheduler) as client:
+            result = train_distributed(config, client=client, **options)
     state = "stopped" if result.stopped else "finished"
     validation = ("no validation yet" if result.validation_error != result.validation_error
                   else f"validation kernel error {result.validation_error:.4g}")
@@ -285,6 +343,8 @@ def new_run_config(args):
         config["validation_fraction"] = args.val_fraction
     if args.val_images is not None:
         config["validation_folder"] = str(args.val_images)
+    if args.example_seeding == "per-example" or _cluster_option(args) is not None:
+        config["example_seeding"] = "per_example"
     return config
 
 

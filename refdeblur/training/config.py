@@ -18,13 +18,22 @@ from pathlib import Path
 from ..models import shipped_model_path
 from ..network import DEFAULT_SCALES
 
-__all__ = ["CONFIG_FILE", "CHECKPOINT_FILE", "LOG_FILE", "RECIPES", "default_config",
-           "recipe_config", "recipe_steps", "architecture_options", "read_config",
-           "write_config", "training_command"]
+__all__ = ["CONFIG_FILE", "CHECKPOINT_FILE", "LOG_FILE", "RECIPES", "EXAMPLE_SEEDINGS",
+           "default_config", "example_seeding", "recipe_config", "recipe_steps",
+           "architecture_options", "read_config", "write_config", "training_command"]
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.npz"
 LOG_FILE = "log.jsonl"
+
+#: How a run draws its training examples (``config["example_seeding"]``):
+#: ``"stream"``, one generator whose state the checkpoint stores, the batch
+#: drawn from it example after example (a configuration without the key);
+#: ``"per_example"``, example ``i`` of step ``s`` from a generator of its own,
+#: ``numpy.random.default_rng([seed, 2, s, i])``, so that examples can be
+#: made anywhere, in any order (derivations/training.md, "Data-parallel
+#: training").
+EXAMPLE_SEEDINGS = ("stream", "per_example")
 
 #: The shipped networks whose configuration :func:`recipe_config` gives,
 #: with what that configuration trains and the base network it starts from
@@ -63,6 +72,9 @@ def default_config(kernel_size, **overrides):
         else ``validation_images`` of them
         (:func:`refdeblur.training.data.validation_split`); a configuration
         without the two newer keys means they are None.
+        ``example_seeding`` (:data:`EXAMPLE_SEEDINGS`) is recorded only when
+        ``"per_example"``, so that a configuration without it means
+        ``"stream"``, as for every run made before it existed.
 
     Raises
     ------
@@ -94,11 +106,45 @@ def default_config(kernel_size, **overrides):
         "validation_fraction": None,
         "validation_folder": None,
     }
+    seeding = overrides.pop("example_seeding", "stream")
     for key, value in overrides.items():
         if key not in config:
             raise ValueError(f"unknown training option {key!r}")
         config[key] = value
+    if example_seeding({"example_seeding": seeding}) == "per_example":
+        config["example_seeding"] = seeding
     return config
+
+
+def example_seeding(config):
+    """How a run draws its examples, one of :data:`EXAMPLE_SEEDINGS`.
+
+    Parameters
+    ----------
+    config : dict
+        A run's configuration; without ``example_seeding`` it is
+        ``"stream"``.
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    ValueError
+        For a value not in :data:`EXAMPLE_SEEDINGS`.
+
+    Examples
+    --------
+    >>> from refdeblur.training.config import example_seeding
+    >>> example_seeding({}), example_seeding({"example_seeding": "per_example"})
+    ('stream', 'per_example')
+    """
+    value = config.get("example_seeding", "stream")
+    if value not in EXAMPLE_SEEDINGS:
+        raise ValueError(f"example_seeding must be one of "
+                         f"{', '.join(EXAMPLE_SEEDINGS)}, got {value!r}")
+    return value
 
 
 def _recipe_file(name):
@@ -252,4 +298,6 @@ def training_command(config):
         parts += ["--beta-k-mode", arch["beta_k_mode"]]
     if config.get("base_model"):
         parts += ["--base-model", config["base_model"]]
+    if example_seeding(config) == "per_example":
+        parts += ["--example-seeding", "per-example"]
     return " ".join(parts)

@@ -22,6 +22,10 @@ pairs", G14 to G16):
   explicit ``numpy.random.Generator``, in this order for every example, so a
   batch is a deterministic function of the generator state.
 
+A run draws its training batches from one generator, or, with per-example
+seeding, each example from a generator of its own (:class:`ExampleSource`,
+derivations/training.md, "Data-parallel training").
+
 A run validates on a number or a fraction of its images, spread evenly over
 their sorted list, or on the images of a folder of their own
 (:func:`validation_split`, derivations/training.md, "Validation");
@@ -53,6 +57,7 @@ __all__ = [
     "make_batch",
     "validation_set",
     "validation_split",
+    "ExampleSource",
     "RunData",
     "load_run_data",
 ]
@@ -567,6 +572,46 @@ def validation_split(paths, n_held_out=60, *, fraction=None):
     return train, validation
 
 
+class ExampleSource:
+    """One training example at a time, from the training images of a run.
+
+    A plain object holding the images and the sizes, so that it can be
+    pickled and sent once to the workers of a cluster.
+
+    Parameters
+    ----------
+    images : sequence of numpy.ndarray
+        Grey training images in [0, 1] (as for :func:`make_batch`).
+    crop_size, kernel_size : int
+    noise_std : float
+
+    Examples
+    --------
+    >>> import numpy as np, skimage.data
+    >>> from refdeblur.training.data import ExampleSource
+    >>> source = ExampleSource([skimage.data.camera() / 255.0], 32, 9, 0.01)
+    >>> y, k = source(np.random.default_rng([0, 2, 0, 0]))
+    >>> y.shape, k.shape
+    ((32, 32), (9, 9))
+    """
+
+    def __init__(self, images, crop_size, kernel_size, noise_std):
+        self.images = list(images)
+        self.crop_size = crop_size
+        self.kernel_size = kernel_size
+        self.noise_std = noise_std
+
+    def __call__(self, rng):
+        """``(blurry (c, c), kernel (m, m))`` drawn from ``rng`` alone.
+
+        The draws of :func:`make_batch` for a batch of one: image,
+        position (repeated while flat), kernel, noise.
+        """
+        batch = make_batch(self.images, 1, self.crop_size, self.kernel_size, rng,
+                           noise_std=self.noise_std)
+        return batch.y[0], batch.k[0]
+
+
 class RunData(NamedTuple):
     """The data of a training run (see :func:`load_run_data`).
 
@@ -579,11 +624,15 @@ class RunData(NamedTuple):
         The fixed validation pairs ``(blurry, kernels)``.
     split : str
         One line saying which images train and which validate, and why.
+    example_source : ExampleSource or None
+        The same training images, one example per generator (per-example
+        seeding).
     """
 
     batch_source: Callable
     validation: tuple
     split: str = ""
+    example_source: ExampleSource = None
 
 
 def _split_run_images(config):
@@ -656,4 +705,5 @@ def load_run_data(config):
                            noise_std=config["noise_std"])
         return batch.y, batch.k
 
-    return RunData(batch_source, (validation.y, validation.k), split)
+    return RunData(batch_source, (validation.y, validation.k), split,
+                   ExampleSource(train_images, crop, kernel_size, config["noise_std"]))

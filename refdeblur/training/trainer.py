@@ -11,6 +11,14 @@ A run lives in a folder (:mod:`refdeblur.training.config`). Resuming
 restores the exact state, so ``N`` steps, an interruption and a resume give
 bit-identical weights to an uninterrupted run of ``N`` steps
 (derivations/training.md, "Reproducibility and resume").
+
+With per-example seeding (``config["example_seeding"] == "per_example"``)
+every example of a step is made and differentiated on its own
+(:func:`example_result`), by :class:`LocalExamples` in this process or by
+the workers of a cluster (:mod:`refdeblur.distributed`), and the step sums
+the gradients in example order (:func:`per_example_step`); the weights are
+the same bits wherever the examples were computed (derivations/training.md,
+"Data-parallel training").
 """
 
 import contextlib
@@ -31,14 +39,150 @@ from tqdm import tqdm
 from .._engine.threads import one_blas_thread
 from ..model_io import read_model_file, save_model
 from ..network import build_network
-from .config import CHECKPOINT_FILE, CONFIG_FILE, LOG_FILE, read_config, write_config
+from .config import (CHECKPOINT_FILE, CONFIG_FILE, LOG_FILE, example_seeding,
+                     read_config, write_config)
 from .data import load_run_data
 from .log import read_log
 from .optim import make_optimizer
 from .schedule import phase_at, stagewise_schedule
 from .step import OutlierFilter, kernel_errors, training_step
 
-__all__ = ["Trainer", "TrainingResult", "train"]
+__all__ = ["Trainer", "TrainingResult", "train", "ExampleResult", "example_seed",
+           "example_result", "per_example_step", "LocalExamples"]
+
+
+# ---------------------------------------------------------------------------
+# Per-example seeding: one example's gradient, and the step that sums them
+# ---------------------------------------------------------------------------
+
+def example_seed(run_seed, step, index):
+    """The seed of example ``index`` of step ``step`` (per-example seeding).
+
+    ``step`` counts from 0 (the step that takes the run from ``step`` to
+    ``step + 1`` steps done); the 2 keeps these generators apart from the
+    initial weights' (``[seed]``) and the stream's (``[seed, 1]``).
+
+    Examples
+    --------
+    >>> from refdeblur.training.trainer import example_seed
+    >>> example_seed(3, 10, 1)
+    [3, 2, 10, 1]
+    """
+    return [int(run_seed), 2, int(step), int(index)]
+
+
+class ExampleResult(NamedTuple):
+    """What :func:`example_result` computes for one example.
+
+    Attributes
+    ----------
+    loss : numpy.floating
+        The squared kernel error ``||k - k_true||^2``, in the network's
+        precision.
+    grads : dict of str to ndarray
+        Its gradient with respect to the parameters ``phase.trainable``
+        names (the gradient of the unweighted loss).
+    seconds : float
+        Time spent making the example and its gradient.
+    """
+
+    loss: np.floating
+    grads: dict
+    seconds: float
+
+
+def example_result(source, net, phase, seed):
+    """Make one training example and compute its loss and gradient.
+
+    Parameters
+    ----------
+    source : callable
+        ``source(rng) -> (blurry (c, c), kernel (m, m))``, e.g.
+        :class:`refdeblur.training.data.ExampleSource`.
+    net : refdeblur.network.Network
+        Not modified.
+    phase : Phase
+        Stages run and parameters differentiated.
+    seed : list of int
+        :func:`example_seed`; the example's generator is
+        ``numpy.random.default_rng(seed)``.
+
+    Returns
+    -------
+    ExampleResult
+    """
+    started = time.perf_counter()
+    # one BLAS thread: see training_step
+    with one_blas_thread():
+        blurry, true_kernel = source(np.random.default_rng(seed))
+        output, cache = net.forward_with_cache(blurry[None], n_stages=phase.n_stages)
+        kernel = output.kernel
+        residual = kernel - np.asarray(true_kernel[None], dtype=kernel.dtype)
+        loss = np.sum(residual ** 2)
+        grads, _ = net.backward((2.0 * residual).astype(residual.dtype), cache,
+                                trainable=phase.trainable)
+    trainable = {name: grads[name] for name in net.params
+                 if name.startswith(phase.trainable)}
+    return ExampleResult(loss, trainable, time.perf_counter() - started)
+
+
+def per_example_step(net, optimizer, outliers, results, phase):
+    """One optimiser step from the per-example results of a batch.
+
+    The loss is the mean squared kernel error over the examples the outlier
+    rule keeps, as in :func:`refdeblur.training.step.training_step`; its
+    gradient is the sum of the kept examples' gradients, added in example
+    order, divided by their number.
+
+    Parameters
+    ----------
+    net : refdeblur.network.Network
+        Updated in place.
+    optimizer : Adadelta or Adam
+    outliers : OutlierFilter
+        Its running average is updated, example after example.
+    results : list of ExampleResult
+        The batch's examples, in example order.
+    phase : Phase
+
+    Returns
+    -------
+    losses : ndarray, shape (N,)
+        Per-example squared kernel errors before the step.
+    keep : ndarray, shape (N,)
+        1 for the examples whose gradient counts, 0 for the outliers.
+    """
+    losses = np.array([result.loss for result in results], dtype=net.dtype)
+    keep = outliers.mask(losses)
+    kept = [result.grads for result, weight in zip(results, keep) if weight]
+    if kept:
+        names = [name for name in net.params if name.startswith(phase.trainable)]
+        grads = {name: kept[0][name].copy() for name in names}
+        for example in kept[1:]:
+            for name in names:
+                grads[name] += example[name]
+        for name in names:
+            grads[name] /= len(kept)
+        optimizer.update(net.params, grads, names)
+    return losses, keep
+
+
+class LocalExamples:
+    """Computes the examples of a step one after the other, in this process.
+
+    Parameters
+    ----------
+    source : callable
+        ``source(rng) -> (blurry, kernel)``
+        (:class:`refdeblur.training.data.ExampleSource`).
+    """
+
+    def __init__(self, source):
+        self.source = source
+
+    def __call__(self, net, phase, seeds):
+        """The :class:`ExampleResult` of every seed, in the order given."""
+        return [example_result(self.source, net, phase, seed) for seed in seeds]
 
 
 class Trainer:
@@ -51,16 +195,27 @@ class Trainer:
         JSON-serialisable; see :func:`refdeblur.training.default_config`.
     batch_source : callable
         ``batch_source(rng, batch_size) -> (blurry (N, c, c), kernels (N, m, m))``;
-        must draw all randomness from ``rng``.
+        must draw all randomness from ``rng``. Used with the stream of
+        examples (the default ``example_seeding``).
     validation : tuple of ndarray
         Fixed ``(blurry, kernels)`` for periodic validation.
+    examples : callable, optional
+        ``examples(net, phase, seeds)`` returns the :class:`ExampleResult`
+        of every seed, in order (:class:`LocalExamples`, or the workers of
+        :class:`refdeblur.distributed.DaskExamples`); required with
+        per-example seeding.
     """
 
-    def __init__(self, run_dir, config, batch_source, validation):
+    def __init__(self, run_dir, config, batch_source, validation, *, examples=None):
         self.run_dir = Path(run_dir)
         self.config = config
         self.batch_source = batch_source
         self.validation = validation
+        self.per_example = example_seeding(config) == "per_example"
+        if self.per_example and examples is None:
+            raise ValueError("per-example seeding needs the examples' computation "
+                             "(examples=LocalExamples(source))")
+        self.examples = examples
         self.checkpoint_path = self.run_dir / CHECKPOINT_FILE
         self.log_path = self.run_dir / LOG_FILE
         self.stop_requested = False
@@ -204,9 +359,7 @@ class Trainer:
         while self.step < total_steps and not self.stop_requested:
             phase = phase_at(phases, self.step)
             started = time.monotonic()
-            blurry, kernels = self.batch_source(self.rng, config["batch_size"])
-            losses, keep = training_step(self.net, self.optimizer, self.outliers,
-                                         blurry, kernels, phase)
+            losses, keep = self.take_step(phase)
             self.step += 1
             self.elapsed += time.monotonic() - started
             batch_loss = float(np.mean(losses))
@@ -228,6 +381,19 @@ class Trainer:
                 last_checkpoint = time.monotonic()
         self.save_checkpoint()
         return validation_error
+
+    def take_step(self, phase):
+        """One optimiser step at ``self.step``; returns ``(losses, keep)``."""
+        batch_size = self.config["batch_size"]
+        if self.per_example:
+            seeds = [example_seed(self.config["seed"], self.step, index)
+                     for index in range(batch_size)]
+            results = self.examples(self.net, phase, seeds)
+            return per_example_step(self.net, self.optimizer, self.outliers, results,
+                                    phase)
+        blurry, kernels = self.batch_source(self.rng, batch_size)
+        return training_step(self.net, self.optimizer, self.outliers, blurry, kernels,
+                             phase)
 
     def phases(self):
         """The stage-wise schedule of this run (:func:`stagewise_schedule`)."""
@@ -262,7 +428,7 @@ class TrainingResult(NamedTuple):
 
 
 def train(config=None, *, out_dir, steps, resume=False, progress=False,
-          checkpoint_seconds=300.0):
+          checkpoint_seconds=300.0, examples=None):
     """Train a network, or continue a run, in the folder ``out_dir``.
 
     A new run writes ``config.json`` and a first checkpoint once its data
@@ -292,6 +458,12 @@ def train(config=None, *, out_dir, steps, resume=False, progress=False,
         validation of this call.
     checkpoint_seconds : float, optional
         Wall time between two checkpoints.
+    examples : callable, optional
+        With per-example seeding, ``examples(source)`` returns what computes
+        a step's examples from the run's
+        :class:`~refdeblur.training.data.ExampleSource` (see
+        :class:`Trainer`); default :class:`LocalExamples`, in this process.
+        Not allowed for a run that draws its examples from one stream.
 
     Returns
     -------
@@ -324,11 +496,20 @@ def train(config=None, *, out_dir, steps, resume=False, progress=False,
         if (run_dir / CHECKPOINT_FILE).exists():
             raise FileExistsError(f"{run_dir} already holds a run; resume it or "
                                   f"choose another folder")
+    per_example = example_seeding(config) == "per_example"
+    if examples is not None and not per_example:
+        raise ValueError("this run draws its examples from one stream; computing them "
+                         "elsewhere needs per-example seeding (example_seeding "
+                         "'per_example', set when the run starts)")
     # One BLAS thread throughout: the validation kernels (a Cholesky factor)
     # and every step then round the same whatever the machine.
     with one_blas_thread():
         data = load_run_data(config)
-        trainer = Trainer(run_dir, config, data.batch_source, data.validation)
+        computation = None
+        if per_example:
+            computation = (examples or LocalExamples)(data.example_source)
+        trainer = Trainer(run_dir, config, data.batch_source, data.validation,
+                          examples=computation)
         if resume:
             trainer.load_checkpoint()
         else:
