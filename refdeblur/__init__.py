@@ -17,6 +17,10 @@ estimate_kernel, deblur, choose_kernel_size
     Blind deblurring of photos with the shipped networks
     (:mod:`refdeblur.inference`); the network is chosen from the image
     unless a kernel size is given.
+estimate_kernels_nonuniform, deblur_nonuniform
+    Blind deblurring of a blur that changes across the photo (camera
+    rotation): one kernel per patch, optionally projected onto camera motions
+    (:mod:`refdeblur.nonuniform`, paper §6.3).
 deconvolve
     Non-blind deconvolution (:mod:`refdeblur.deconvolution`).
 sample_kernel
@@ -38,9 +42,11 @@ from .network import Architecture, Network, build_network
 from .camera_shake import sample_kernel
 from .deconvolution import deconvolve
 from .inference import DeblurWarning, choose_kernel_size, deblur, estimate_kernel
+from .nonuniform import deblur_nonuniform, estimate_kernels_nonuniform
 from ._engine.threads import get_num_threads, num_threads, set_num_threads
 
 __all__ = ["__version__", "Architecture", "DeblurWarning", "Network",
-           "build_network", "choose_kernel_size", "deblur", "deconvolve", "estimate_kernel",
+           "build_network", "choose_kernel_size", "deblur", "deblur_nonuniform", "deconvolve",
+           "estimate_kernel", "estimate_kernels_nonuniform",
            "get_num_threads", "gradcheck", "load_model", "metrics", "num_threads",
            "sample_kernel", "save_model", "set_num_threads"]

@@ -30,6 +30,7 @@ SCRIPTS = {
     "fig09_histograms.py": "fig09_histograms.png",
     "fig11_activation_maximisation.py": "fig11_activation_maximisation.png",
     "fig19_error_vs_image_size.py": "fig19_error_vs_image_size.png",
+    "fig15_16_nonuniform.py": "fig15_16_nonuniform.png",
 }
 
 

@@ -5,7 +5,10 @@ The output names of the whole batch are decided before anything is written
 input (unreadable, too small, NaN, an output that exists, ...) is reported
 as one line on stderr once the progress bar is done; the other inputs are
 still processed and the exit status is 2 if any input failed. The work on
-each file is :mod:`refdeblur.inference.files`.
+each file is :mod:`refdeblur.inference.files`; with ``--workers`` or
+``--scheduler`` the files are mapped over the workers of a Dask cluster
+(:mod:`refdeblur.distributed.deblurring`) and an input whose outputs both
+exist is skipped unless ``--overwrite``.
 """
 
 import argparse
@@ -14,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..distributed import dask_client, deblur_files_distributed, require_distributed
 from ..inference import DECONVOLUTION_METHODS, DEFAULT_MAX_WINDOW
 from ..inference.files import (OUTPUT_NAMES, collect_inputs, deblur_files, plan_outputs,
                                report_header, write_report)
@@ -28,6 +32,13 @@ examples:
   refdeblur deblur photo.png -o sharp.png --kernel-size 33 --json sharp.json
   refdeblur deblur shots/ --out-dir results/ --kernel-size 17
   refdeblur deblur a.png b.png --method wiener --noise-std 0.01
+  refdeblur deblur shots/ --out-dir results/ --workers 4
+      on 4 local worker processes (needs refdeblur[distributed]); run again,
+      it deblurs only the inputs whose outputs are missing
+  refdeblur deblur photo.jpg --nonuniform --grid 3 4
+      a blur that changes across the photo (camera rotation): one kernel per
+      patch of a 3 x 4 grid; photo_deblurred_kernel.png shows the kernels at
+      their patches
 
 """ + OUTPUT_NAMES + """
 exit status: 0 if every input was deblurred, 2 if any failed (one line on
@@ -84,6 +95,28 @@ def add_deblur_parser(subparsers, user_error):
                              "kernel_refinement.md)")
     parser.add_argument("--model", type=Path,
                         help="model file to use instead of the shipped one")
+    parser.add_argument("--nonuniform", action="store_true",
+                        help="for a blur that changes across the photo (camera "
+                             "rotation): estimate one kernel per patch of a grid "
+                             "(paper 6.3) and deconvolve with them (hyper_laplacian "
+                             "only); the kernel PNG shows the local kernels at their "
+                             "patch positions")
+    parser.add_argument("--grid", nargs=2, type=int, metavar=("ROWS", "COLS"),
+                        help="with --nonuniform: rows and columns of patches; "
+                             "neighbouring centres must be at least twice the "
+                             "kernel size apart (default 3 3, fewer where the "
+                             "image has no room)")
+    cluster = parser.add_mutually_exclusive_group()
+    cluster.add_argument("--workers", type=int, metavar="N",
+                         help="deblur on a local Dask cluster of N worker "
+                              "processes, each writing its outputs; an input "
+                              "whose two outputs exist is skipped unless "
+                              "--overwrite; needs refdeblur[distributed] "
+                              "(default: one after the other in this process)")
+    cluster.add_argument("--scheduler", metavar="ADDRESS",
+                         help="the same on the workers of the running Dask "
+                              "scheduler at ADDRESS (tcp://host:8786), which "
+                              "must see the inputs and outputs at the same paths")
     parser.set_defaults(handler=lambda args: run_deblur(args, user_error))
 
 
@@ -112,8 +145,28 @@ def _inputs(args, user_error):
         raise user_error("--max-window must be >= 0")
     if args.noise_std is not None and not args.noise_std >= 0:
         raise user_error("--noise-std must be >= 0")
+    _check_nonuniform(args, user_error)
+    if args.workers is not None and args.workers < 1:
+        raise user_error(f"--workers must be at least 1, got {args.workers}")
+    if args.workers is not None or args.scheduler is not None:
+        try:
+            require_distributed()
+        except ImportError as error:
+            option = "--workers" if args.workers is not None else "--scheduler"
+            raise user_error(f"{option}: {error}") from None
     _check_named_outputs(args, inputs, user_error)
     return inputs
+
+
+def _check_nonuniform(args, user_error):
+    """Refuse --grid without --nonuniform, grids below 1 and other deconvolutions."""
+    if args.grid is not None and not args.nonuniform:
+        raise user_error("--grid needs --nonuniform")
+    if args.grid is not None and min(args.grid) < 1:
+        raise user_error(f"--grid needs two integers >= 1, got {args.grid[0]} {args.grid[1]}")
+    if args.nonuniform and args.method != "hyper_laplacian":
+        raise user_error(f"--nonuniform deconvolves with hyper_laplacian only, not "
+                         f"--method {args.method}")
 
 
 def _check_named_outputs(args, inputs, user_error):
@@ -156,9 +209,6 @@ def _model(args, user_error):
 
 def run_deblur(args, user_error):
     """Handler of ``refdeblur deblur``; returns the exit status."""
-    # tqdm is imported here: only this command draws a progress bar.
-    from tqdm import tqdm
-
     inputs = _inputs(args, user_error)
     model, model_path = _model(args, user_error)
     plans = plan_outputs(inputs, out=args.out, out_dir=args.out_dir,
@@ -171,23 +221,36 @@ def run_deblur(args, user_error):
     report = report_header(model, model_path, kernel_size=args.kernel_size,
                            method=args.method, noise_std=args.noise_std,
                            max_window=args.max_window, refine=args.refine)
-    results = deblur_files(plans, overwrite=args.overwrite,
-                           kernel_size=args.kernel_size, model=model, method=args.method,
-                           noise_std=args.noise_std, max_window=args.max_window or None,
-                           refine=args.refine)
+    options = dict(overwrite=args.overwrite, kernel_size=args.kernel_size, model=model,
+                   method=args.method, noise_std=args.noise_std,
+                   max_window=args.max_window or None, refine=args.refine)
+    if args.nonuniform:
+        grid = tuple(args.grid) if args.grid is not None else None
+        options.update(nonuniform=True, grid=grid)
+        report["parameters"]["nonuniform"] = {"grid": None if grid is None else list(grid)}
+    if args.workers is None and args.scheduler is None:
+        results = _in_input_order(deblur_files(plans, **options), plans)
+    else:
+        with dask_client(workers=args.workers, scheduler=args.scheduler) as client:
+            results = _in_input_order(deblur_files_distributed(client, plans, **options),
+                                      plans)
     # Messages wait for the bar to finish, so that they do not interleave with it.
     messages = []
     failures = 0
-    with tqdm(results, total=len(plans), unit="image", disable=len(plans) < 2,
-              file=sys.stderr) as bar:
-        for result in bar:
-            if result.error is not None:
-                failures += 1
-                messages.append(f"refdeblur: error: {result.error}")
-                continue
+    skipped = 0
+    for result in results:
+        if result.skipped:
+            skipped += 1
+        elif result.error is not None:
+            failures += 1
+            messages.append(f"refdeblur: error: {result.error}")
+        else:
             messages.extend(f"refdeblur: warning: {result.source}: {message}"
                             for message in result.record["warnings"])
             report["images"].append(result.record)
+    if skipped:
+        messages.insert(0, f"refdeblur: note: skipped {skipped} of {len(plans)} inputs "
+                           f"whose outputs exist (--overwrite deblurs them again)")
     for message in messages:
         print(message, file=sys.stderr)
     for record in report["images"]:
@@ -197,6 +260,18 @@ def run_deblur(args, user_error):
     return 2 if failures else 0
 
 
+def _in_input_order(results, plans):
+    """Every result, under the progress bar as they come, then in input order."""
+    # tqdm is imported here: only this command draws a progress bar.
+    from tqdm import tqdm
+
+    position = {plan.source: index for index, plan in enumerate(plans)}
+    with tqdm(results, total=len(plans), unit="image", disable=len(plans) < 2,
+              file=sys.stderr) as bar:
+        done = list(bar)
+    return sorted(done, key=lambda result: position[result.source])
+
+
 def _done_line(record):
     """The line that says where a deblurred image went and which kernel size it got."""
     size = f"{record['kernel_size']} px"
@@ -204,5 +279,8 @@ def _done_line(record):
         support = record["kernel_size_choice"]["support_px"]
         size += (f" chosen from the blur (support {support} px)" if support is not None
                  else " chosen automatically")
+    if "nonuniform" in record:
+        rows, cols = record["nonuniform"]["grid"]
+        size += f", {rows} x {cols} patches"
     return (f"{record['output']} (kernel: {record['kernel_png']}, {size}, "
             f"{record['seconds']:.1f} s)")

@@ -21,12 +21,14 @@ import numpy as np
 from .._version import __version__
 from ..image_io import find_images, read_image_raw, write_image, write_json
 from ..models import SHIPPED_KERNEL_SIZES, load_shipped_model, model_sha256, shipped_model_path
+from ..nonuniform.pipeline import DEFAULT_REFINE, deblur_nonuniform, estimate_kernels_nonuniform
 from .pipeline import DEFAULT_MAX_WINDOW, DeblurWarning, deblur, estimate_kernel_and_size
 from .refinement import refinement_mode
 
 __all__ = ["SHARP_SUFFIX", "KERNEL_SUFFIX", "OUTPUT_NAMES", "ImageFileError", "OutputPlan",
            "FileResult", "collect_inputs", "output_paths", "plan_outputs", "check_outputs",
-           "read_photo", "kernel_image", "deblur_file", "deblur_files", "report_header",
+           "outputs_exist", "read_photo", "kernel_image", "kernel_field_image", "deblur_file",
+           "deblur_file_nonuniform", "deblur_plan", "deblur_files", "report_header",
            "write_report"]
 
 #: Added to an input's name for its deblurred image (``photo_deblurred.jpg``).
@@ -234,6 +236,20 @@ def check_outputs(source, outputs, overwrite):
             raise ImageFileError(f"{output} exists; pass --overwrite to replace it")
 
 
+def outputs_exist(plan):
+    """True if both outputs of ``plan`` exist (as files): the input is done.
+
+    Parameters
+    ----------
+    plan : OutputPlan
+
+    Returns
+    -------
+    bool
+    """
+    return plan.sharp_path.is_file() and plan.kernel_path.is_file()
+
+
 def read_photo(source):
     """An image file as stored, ``(H, W)`` or ``(H, W, C)`` with C = 2 to 4.
 
@@ -278,8 +294,60 @@ def kernel_image(kernel, min_side=256):
     return np.round(np.clip(big, 0, 1) * 255).astype(np.uint8)
 
 
+def kernel_field_image(kernels, centres, image_shape, *, min_side=512):
+    """Local kernels drawn at their patch centres on a grey canvas (paper Fig. 16).
+
+    Each kernel is scaled to its own peak (white on black) and enlarged by
+    the same integer factor (nearest neighbour); the canvas has the image's
+    aspect, its longer side at least ``min_side`` px, and is large enough
+    that every kernel square fills most of the distance between centres.
+
+    Parameters
+    ----------
+    kernels : ndarray of shape (R, m, m)
+    centres : ndarray of shape (R, 2)
+        Row and column of every patch centre in the image's pixels.
+    image_shape : tuple of int
+        ``(H, W)`` of the image.
+    min_side : int, optional
+
+    Returns
+    -------
+    ndarray of shape (h, w), uint8
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from refdeblur.inference.files import kernel_field_image
+    >>> kernels = np.zeros((2, 5, 5)); kernels[:, 2, 2] = 1
+    >>> picture = kernel_field_image(kernels, [[50, 50], [50, 150]], (100, 200))
+    >>> picture.shape, int(picture.max())
+    ((256, 512), 255)
+    """
+    kernels = np.asarray(kernels, dtype=np.float64)
+    centres = np.asarray(centres, dtype=np.float64)
+    height, width = (int(n) for n in image_shape[:2])
+    size = kernels.shape[-1]
+    # the closest two centres on an axis set how much room a kernel has
+    spacing = [np.diff(np.unique(centres[:, axis])) for axis in (0, 1)]
+    room = min([float(d.min()) for d in spacing if d.size] + [float(min(height, width))])
+    scale = max(min_side / max(height, width), 1.25 * size / room)
+    canvas = np.full((int(round(height * scale)), int(round(width * scale))), 128, np.uint8)
+    factor = max(1, int(0.8 * room * scale // size))
+    side = factor * size
+    for kernel, (row, col) in zip(kernels, centres):
+        picture = kernel_image(kernel, min_side=side)[:side, :side]
+        top = int(round((row + 0.5) * scale - side / 2))
+        left = int(round((col + 0.5) * scale - side / 2))
+        top = min(max(top, 0), canvas.shape[0] - side)
+        left = min(max(left, 0), canvas.shape[1] - side)
+        canvas[top:top + side, left:left + side] = picture
+    return canvas
+
+
 def deblur_file(source, sharp_path, kernel_path, *, kernel_size, model,
-                max_window=DEFAULT_MAX_WINDOW, refine=True, **options):
+                max_window=DEFAULT_MAX_WINDOW, refine=True, nonuniform=False, grid=None,
+                **options):
     """Deblur one image file; write the sharp image and the kernel picture.
 
     Parameters
@@ -298,6 +366,9 @@ def deblur_file(source, sharp_path, kernel_path, *, kernel_size, model,
         of the size used.
     max_window, refine
         Of the kernel estimate (:func:`refdeblur.estimate_kernel`).
+    nonuniform : bool, optional
+        Estimate one kernel per patch and deblur with them
+        (:func:`deblur_file_nonuniform`, which ``grid`` goes to).
     **options
         ``method`` and ``noise_std`` of :func:`refdeblur.deblur`.
 
@@ -316,6 +387,10 @@ def deblur_file(source, sharp_path, kernel_path, *, kernel_size, model,
     OSError
         If an output cannot be written.
     """
+    if nonuniform:
+        return deblur_file_nonuniform(source, sharp_path, kernel_path, kernel_size=kernel_size,
+                                      model=model, grid=grid, max_window=max_window,
+                                      refine=refine, **options)
     image = read_photo(source)
     channel_axis = -1 if image.ndim == 3 else None
     started = time.perf_counter()
@@ -353,6 +428,98 @@ def deblur_file(source, sharp_path, kernel_path, *, kernel_size, model,
     }
 
 
+def _write_outputs(sharp_path, sharp, kernel_path, kernel_picture):
+    if sharp.dtype not in (np.uint8, np.uint16):
+        sharp = np.round(np.clip(sharp, 0, 1) * 65535).astype(np.uint16)
+    for path in (sharp_path, kernel_path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    write_image(sharp_path, sharp)
+    write_image(kernel_path, kernel_picture)
+
+
+def deblur_file_nonuniform(source, sharp_path, field_path, *, kernel_size, model, grid=None,
+                           max_window=DEFAULT_MAX_WINDOW, refine=DEFAULT_REFINE,
+                           method="hyper_laplacian", noise_std=None):
+    """Deblur one image file whose blur changes across it; write the image and the kernel field.
+
+    Parameters
+    ----------
+    source : pathlib.Path
+        The blurry image.
+    sharp_path, field_path : pathlib.Path
+        Outputs: the deblurred image and the picture of the local kernels at
+        their patch positions (:func:`kernel_field_image`).
+    kernel_size : {'auto', 17, 25, 33}
+    model : Network or None
+    grid : tuple of int, optional
+        ``(rows, cols)`` of patches (default: that of
+        :func:`refdeblur.nonuniform.pipeline.fit_grid`).
+    max_window, refine, noise_std
+        Of :func:`refdeblur.deblur_nonuniform`.
+    method : {'hyper_laplacian'}
+        The only non-blind deconvolution under the EFF model.
+
+    Returns
+    -------
+    dict
+        The report entry of :func:`deblur_file`, with ``nonuniform``: the
+        grid, the patch centres, the number of camera poses of the
+        projection, the projection's method and ``eta``, the seconds of the
+        estimate and of the deconvolution, and the local kernels.
+
+    Raises
+    ------
+    ImageFileError
+        If the image cannot be read or deblurred, or the grid does not fit it
+        (nothing is written).
+    OSError
+        If an output cannot be written.
+    """
+    if method != "hyper_laplacian":
+        raise ImageFileError(f"{source}: the non-uniform path deconvolves with the "
+                             f"hyper-Laplacian prior only, not {method!r}")
+    image = read_photo(source)
+    channel_axis = -1 if image.ndim == 3 else None
+    started = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DeblurWarning)
+        try:
+            estimate = estimate_kernels_nonuniform(image, kernel_size, grid=grid,
+                                                   channel_axis=channel_axis, model=model,
+                                                   max_window=max_window, refine=refine)
+            estimated = time.perf_counter()
+            sharp, _ = deblur_nonuniform(image, channel_axis=channel_axis, estimate=estimate,
+                                         noise_std=noise_std)
+        except ValueError as error:
+            raise ImageFileError(f"{source}: {error}") from None
+    finished = time.perf_counter()
+    messages = [str(w.message) for w in caught if issubclass(w.category, DeblurWarning)]
+    for other in caught:    # recording must not hide them (e.g. numba is missing)
+        if not issubclass(other.category, DeblurWarning):
+            warnings.warn_explicit(other.message, other.category, other.filename,
+                                   other.lineno)
+    _write_outputs(sharp_path, sharp, field_path,
+                   kernel_field_image(estimate.kernels, estimate.centres, image.shape[:2]))
+    net = model if model is not None else load_shipped_model(estimate.kernel_size)
+    return {
+        "input": str(source), "output": str(sharp_path),
+        "kernel_png": str(field_path), "shape": list(image.shape),
+        "dtype": str(image.dtype), "seconds": round(finished - started, 3),
+        "warnings": messages, "kernel_size": estimate.kernel_size,
+        "kernel_size_choice": estimate.choice.as_dict(),
+        "refinement": refinement_mode(refine, net),
+        "nonuniform": {
+            "grid": list(estimate.grid),
+            "centres": np.round(estimate.centres, 3).tolist(),
+            "pose_count": None if estimate.poses is None else len(estimate.poses),
+            "projection": estimate.projection,
+            "seconds_estimate": round(estimated - started, 3),
+            "seconds_deconvolution": round(finished - estimated, 3),
+            "kernels": np.round(estimate.kernels, 8).tolist(),
+        },
+    }
+
+
 class FileResult(NamedTuple):
     """What :func:`deblur_files` did with one input."""
 
@@ -365,6 +532,40 @@ class FileResult(NamedTuple):
     record: dict = None
     #: One line saying why the input failed; None if it succeeded.
     error: str = None
+    #: True if the input was left alone because its outputs exist (a rerun
+    #: of a batch on a cluster, :mod:`refdeblur.distributed.deblurring`).
+    skipped: bool = False
+
+
+def deblur_plan(plan, *, overwrite=False, **options):
+    """Deblur the input of one :class:`OutputPlan`; report a failure, never raise it.
+
+    Parameters
+    ----------
+    plan : OutputPlan
+    overwrite : bool, optional
+        Replace existing outputs (never an input).
+    **options
+        ``kernel_size``, ``model`` and the options of :func:`deblur_file`.
+
+    Returns
+    -------
+    FileResult
+        With the report entry, or the one line saying why the input failed
+        (it cannot be read or deblurred, an output exists or cannot be
+        written).
+    """
+    source, sharp_path, kernel_path, _ = plan
+    try:
+        check_outputs(source, (sharp_path, kernel_path), overwrite)
+        record = deblur_file(source, sharp_path, kernel_path, **options)
+    except ImageFileError as error:
+        return FileResult(source, sharp_path, kernel_path, error=str(error))
+    except OSError as error:
+        return FileResult(source, sharp_path, kernel_path,
+                          error=f"{source}: cannot write the output "
+                                f"({error.strerror or error})")
+    return FileResult(source, sharp_path, kernel_path, record=record)
 
 
 def deblur_files(plans, *, overwrite=False, **options):
@@ -382,20 +583,10 @@ def deblur_files(plans, *, overwrite=False, **options):
     Yields
     ------
     FileResult
-        One per input, in order, as soon as it is done.
+        One per input, in order, as soon as it is done (:func:`deblur_plan`).
     """
-    for source, sharp_path, kernel_path, _ in plans:
-        try:
-            check_outputs(source, (sharp_path, kernel_path), overwrite)
-            record = deblur_file(source, sharp_path, kernel_path, **options)
-        except ImageFileError as error:
-            yield FileResult(source, sharp_path, kernel_path, error=str(error))
-        except OSError as error:
-            yield FileResult(source, sharp_path, kernel_path,
-                             error=f"{source}: cannot write the output "
-                                   f"({error.strerror or error})")
-        else:
-            yield FileResult(source, sharp_path, kernel_path, record=record)
+    for plan in plans:
+        yield deblur_plan(plan, overwrite=overwrite, **options)
 
 
 def report_header(model, model_path, *, kernel_size, method, noise_std, max_window, refine):
