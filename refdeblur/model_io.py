@@ -29,7 +29,8 @@ from ._version import __version__
 from .image_io import give_default_permissions
 from .network import Architecture, Network
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "save_model", "read_model_file", "load_model"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "save_model", "read_model_file", "load_model",
+           "save_npz_atomically"]
 
 FORMAT = "refdeblur-model"
 FORMAT_VERSION = 1
@@ -67,6 +68,21 @@ def save_model(net, path, *, metadata=None, extra_arrays=None):
         arrays[_PARAM_PREFIX + name] = np.asarray(value)
     for name, value in (extra_arrays or {}).items():
         arrays[_EXTRA_PREFIX + name] = np.asarray(value)
+    save_npz_atomically(path, arrays)
+
+
+def save_npz_atomically(path, arrays):
+    """Write ``arrays`` to an uncompressed ``.npz`` file at ``path``, atomically.
+
+    The arrays go to a temporary file in the same folder, flushed to disk,
+    which then replaces ``path`` in one step: a reader never sees a partial
+    file, and an interrupted write leaves the old file (or none).
+
+    Parameters
+    ----------
+    path : pathlib.Path
+    arrays : dict of str to ndarray
+    """
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.",
                                          suffix=".tmp", dir=path.parent)
     try:

@@ -108,7 +108,7 @@ def _warn(message):
     warnings.warn(message, DeblurWarning, stacklevel=5)
 
 
-def _check_kernel_size(kernel_size):
+def check_kernel_size_argument(kernel_size):
     """``'auto'`` or an int; anything else is a ValueError naming the choices."""
     if isinstance(kernel_size, str) and kernel_size == "auto":
         return kernel_size
@@ -250,7 +250,7 @@ def estimate_kernel_and_size(image, kernel_size="auto", *, channel_axis=None, mo
     """
     as_float, _ = to_unit_float(image)                                  # 1
     planes, _ = split_channels(as_float, channel_axis)                  # 2
-    return _estimate_and_size(planes, _check_kernel_size(kernel_size), model,
+    return _estimate_and_size(planes, check_kernel_size_argument(kernel_size), model,
                               max_window, refine)
 
 
@@ -325,7 +325,7 @@ def estimate_kernel(image, kernel_size="auto", *, channel_axis=None, model=None,
     """
     as_float, _ = to_unit_float(image)                                  # 1
     planes, _ = split_channels(as_float, channel_axis)                  # 2
-    kernel, _ = _estimate_and_size(planes, _check_kernel_size(kernel_size), model,
+    kernel, _ = _estimate_and_size(planes, check_kernel_size_argument(kernel_size), model,
                                    max_window, refine)
     return kernel
 
@@ -495,7 +495,7 @@ def deblur(image, kernel_size="auto", *, channel_axis=None, model=None,
     if method not in DECONVOLUTION_METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of "
                          f"{', '.join(DECONVOLUTION_METHODS)}")
-    kernel_size = _check_kernel_size(kernel_size)
+    kernel_size = check_kernel_size_argument(kernel_size)
     as_float, restore = to_unit_float(image)                            # 1
     planes, alpha = split_channels(as_float, channel_axis)              # 2
     if kernel is None:

@@ -35,6 +35,7 @@ import numpy as np
 from .._engine.threads import one_blas_thread
 from ..inference.network_estimate import SHARPENING_SIGMA, resolve_model
 from ..inference.pipeline import (DEFAULT_MAX_WINDOW, FLAT_STD, DeblurWarning,
+                                  check_kernel_size_argument,
                                   KernelSizeChoice, choose_kernel_size)
 from ..inference.preparation import (luminance, merge_channels, split_channels, to_unit_float,
                                      unsaturated)
@@ -115,16 +116,6 @@ def _check_grid(grid):
                                  and g >= 1 for g in grid):
         raise ValueError(f"grid must be two integers >= 1 (rows, cols), got {grid!r}")
     return int(grid[0]), int(grid[1])
-
-
-def _check_kernel_size(kernel_size):
-    if isinstance(kernel_size, str) and kernel_size == "auto":
-        return kernel_size
-    if isinstance(kernel_size, numbers.Integral) and not isinstance(kernel_size, bool):
-        return int(kernel_size)
-    sizes = ", ".join(map(str, SHIPPED_KERNEL_SIZES))
-    raise ValueError(f"kernel_size must be 'auto' or an int ({sizes} for the "
-                     f"shipped networks), got {kernel_size!r}")
 
 
 def fit_grid(image_shape, grid, kernel_size):
@@ -233,7 +224,7 @@ def _choose_size(gray, grid, kernel_size, model, max_window, refine):
 
 def _estimate(planes, kernel_size, grid, model, project, eta, method, refine, max_window):
     """Steps 1 to 5 on the colour planes of a float image."""
-    kernel_size = _check_kernel_size(kernel_size)
+    kernel_size = check_kernel_size_argument(kernel_size)
     grid = _check_grid(grid)
     if method not in PROJECTION_METHODS:
         raise ValueError(f"method must be one of {PROJECTION_METHODS}, got {method!r}")

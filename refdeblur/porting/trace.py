@@ -22,8 +22,6 @@ the same gradients.
 
 import json
 import math
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -33,9 +31,8 @@ import scipy.signal
 from .._engine import fft as _fft
 from .._engine.threads import one_blas_thread
 from .._version import __version__
-from ..image_io import give_default_permissions
 from ..layers.crop_pad import kernel_to_grid, replicate_pad
-from ..model_io import read_model_file
+from ..model_io import read_model_file, save_npz_atomically
 from ..models import model_sha256, shipped_model_path
 from ..network import Network, stage_input
 
@@ -549,18 +546,7 @@ def write_trace(trace, path, *, overwrite=False):
     arrays = {name: value for name, value in trace.items()
               if name != METADATA_KEY and name not in metadata["aliases"]}
     arrays[METADATA_KEY] = np.array(json.dumps(trace[METADATA_KEY]))
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
-                                         dir=path.parent)
-    try:
-        give_default_permissions(temporary)
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, **arrays)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    save_npz_atomically(path, arrays)
 
 
 def read_trace(path):
