@@ -348,7 +348,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 #: The configuration keys added after the shipped runs; their defaults
 #: reproduce what those runs did.
-NEWER_KEYS = {"validation_fraction": None, "validation_folder": None}
+NEWER_KEYS = {"validation_fraction": None, "validation_folder": None,
+              "init_model": None, "init_model_sha256": None, "content": "natural",
+              "documents": None}
 
 
 def _train_parser():

@@ -12,8 +12,11 @@ from ..models import SHIPPED_KERNEL_SIZES
 from ..network import Architecture
 from ..distributed import dask_client, require_distributed, train_distributed
 from ..training import default_config, optimizer_settings, train
-from ..training.config import (CONFIG_FILE, LOG_FILE, RECIPES, architecture_options,
-                               example_seeding, read_config, recipe_config, recipe_steps)
+from ..training.config import (CONFIG_FILE, FINE_TUNING_LEARNING_RATE, LOG_FILE, RECIPES,
+                               SHIPPED_INIT_NAMES, architecture_options, example_seeding,
+                               fine_tuning_config, read_config, recipe_config,
+                               recipe_steps)
+from ..training.data import CONTENTS, DOCUMENT_DEFAULTS, check_noise_std
 from ..training.export import export_run, recipe_path
 from ..training.log import plot_training
 from .errors import UserError
@@ -28,6 +31,13 @@ examples:
   refdeblur train --recipe k25 --images ~/photos --out runs/k25 \\
       --base-model benchmarks/training_runs/base17f17_for25.npz
   refdeblur export-model runs/k25 k25.npz --stages 2
+  # fine-tune the shipped 17 px network for noisy photos (5 % noise), or
+  # for a range of noise levels, or for text (synthetic document pages):
+  refdeblur train --init k17 --images ~/photos --out runs/k17_noisy \
+      --steps 3000 --noise-std 0.05
+  refdeblur train --init k17 --images ~/photos --out runs/k17_noise_range \
+      --steps 3000 --noise-std 0.01,0.05
+  refdeblur train --init k17 --content text --out runs/k17_text --steps 3000
   # on 4 local worker processes (needs refdeblur[distributed]); the same
   # weights as on 1, 2 or 0 workers with --example-seeding per-example:
   refdeblur train --kernel-size 17 --images ~/photos --out runs/k17 --steps 20000 \\
@@ -44,6 +54,8 @@ TRAIN_DESCRIPTION = textwrap.fill(
     "Train a network on synthetic camera shake of natural images (paper §3.3). "
     "The run folder receives checkpoint.npz (a model file), log.jsonl and "
     "config.json; --resume continues exactly where the last checkpoint stopped. "
+    "--init starts from a trained network instead of random weights "
+    "(fine-tuning); --content text trains on synthetic document pages. "
     "With --recipe, an option that is not given takes the recipe's value "
     "instead of the default shown.", 79)
 
@@ -76,7 +88,33 @@ def add_train_parser(subparsers):
                              "the paper's, 17 / 17,25 / 17,25,33)")
     parser.add_argument("--images", type=Path,
                         help="folder of natural images, searched recursively "
-                             "(required)")
+                             "(required, except with --content text)")
+    parser.add_argument("--init", metavar="MODEL",
+                        help="start from this trained network instead of random "
+                             "weights: a model file (.npz) or a shipped network ("
+                             f"{', '.join(SHIPPED_INIT_NAMES)}); the run takes its "
+                             "kernel size and architecture, trains all its stages "
+                             "from step 0 (no stage-wise schedule) with fresh "
+                             "optimiser state, Adam at "
+                             f"{FINE_TUNING_LEARNING_RATE:g} unless --optimizer or "
+                             "--learning-rate say otherwise (default: none, random "
+                             "initial weights)")
+    parser.add_argument("--content", choices=CONTENTS,
+                        help="natural: crops of the images of --images; text: "
+                             "crops of synthetic document pages (fonts, sizes, "
+                             "layouts, paper or blackboard) rendered from --seed "
+                             "when the run starts, no image folder needed "
+                             "(default: natural)")
+    parser.add_argument("--document-pages", type=int, metavar="N",
+                        help="with --content text: training pages "
+                             f"(default: {DOCUMENT_DEFAULTS['pages']})")
+    parser.add_argument("--validation-pages", type=int, metavar="N",
+                        help="with --content text: validation pages, rendered "
+                             "from a generator of their own "
+                             f"(default: {DOCUMENT_DEFAULTS['validation_pages']})")
+    parser.add_argument("--page-size", type=int, metavar="PX",
+                        help="with --content text: side of a page in px "
+                             f"(default: {DOCUMENT_DEFAULTS['page_size']})")
     parser.add_argument("--out", required=True, type=Path,
                         help="run folder (required)")
     parser.add_argument("--steps", type=int,
@@ -100,10 +138,11 @@ def add_train_parser(subparsers):
     parser.add_argument("--crop-size", type=int,
                         help="side of the blurry training crops in px "
                              f"(default: {defaults['crop_size']})")
-    parser.add_argument("--noise-std", type=float,
+    parser.add_argument("--noise-std", type=_noise_value, metavar="S|LOW,HIGH",
                         help="standard deviation of the Gaussian noise added "
-                             "to the blurry crops, grey values on [0, 1] "
-                             f"(default: {defaults['noise_std']})")
+                             "to the blurry crops, grey values on [0, 1]; "
+                             "LOW,HIGH draws each example's uniformly in that "
+                             f"range (default: {defaults['noise_std']})")
     parser.add_argument("--filter-size", type=int,
                         help="side of the convolution filters (default: the "
                              "kernel size of each scale)")
@@ -202,6 +241,44 @@ def _scale_list(text):
     return sizes
 
 
+def _noise_value(text):
+    """``--noise-std``: one level, or a range ``LOW,HIGH`` (stored as a list)."""
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a number or a range LOW,HIGH: {text!r}") from None
+    try:
+        value = check_noise_std(values[0] if len(values) == 1 else values)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _check_content_options(args):
+    """Refuse the options of the other kind of content, one line each."""
+    natural = {"--images": args.images, "--val-images": args.val_images,
+               "--val-fraction": args.val_fraction,
+               "--validation-images": args.validation_images}
+    text = {"--document-pages": args.document_pages,
+            "--validation-pages": args.validation_pages, "--page-size": args.page_size}
+    if args.content == "text":
+        for option, value in natural.items():
+            if value is not None:
+                raise UserError(f"{option} does not apply with --content text, which "
+                                f"renders its pages (--document-pages, "
+                                f"--validation-pages, --page-size)")
+    else:
+        for option, value in text.items():
+            if value is not None:
+                raise UserError(f"{option} applies only with --content text")
+    for option, value, minimum in (("--document-pages", args.document_pages, 1),
+                                   ("--validation-pages", args.validation_pages, 1),
+                                   ("--page-size", args.page_size, 32)):
+        if value is not None and value < minimum:
+            raise UserError(f"{option} must be at least {minimum}, got {value}")
+
+
 def _check_options(args):
     """Refuse values out of range, one line each."""
     if args.scales is not None:
@@ -212,7 +289,8 @@ def _check_options(args):
             raise UserError("--scales and --recipe exclude each other: a recipe "
                             "fixes its scales")
         args.kernel_size = args.scales[-1]
-    elif args.kernel_size is not None and args.kernel_size not in SHIPPED_KERNEL_SIZES:
+    elif (args.kernel_size is not None and args.kernel_size not in SHIPPED_KERNEL_SIZES
+          and args.init is None):       # an init model's own size is checked against it
         raise UserError(f"--kernel-size must be 17, 25 or 33 (1, 2 or 3 scales), "
                         f"got {args.kernel_size}")
     if args.recipe is not None and args.kernel_size not in (None, int(args.recipe[1:])):
@@ -227,7 +305,8 @@ def _check_options(args):
     for option, (value, minimum) in at_least.items():
         if value is not None and value < minimum:
             raise UserError(f"{option} must be at least {minimum}, got {value}")
-    for option, value in (("--noise-std", args.noise_std), ("--beta-k", args.beta_k),
+    _check_content_options(args)
+    for option, value in (("--beta-k", args.beta_k),
                           ("--checkpoint-minutes", args.checkpoint_minutes)):
         if value is not None and not value >= 0:
             raise UserError(f"{option} must be >= 0, got {value}")
@@ -265,8 +344,8 @@ def _check_resumed_seeding(args):
 
 def _run_train(args):
     _check_options(args)
-    if args.images is None and not args.resume:
-        raise UserError("--images is required for a new run")
+    if args.images is None and not args.resume and args.content != "text":
+        raise UserError("--images is required for a new run (or --content text)")
     if args.steps is None and (args.resume or args.recipe is None):
         raise UserError("--steps is required" + ("" if args.resume else " (or --recipe)"))
     if args.resume:
@@ -287,6 +366,8 @@ def _run_train(args):
                 raise UserError(f"{option} not found: {path}")
         if args.base_model is not None and not args.base_model.is_file():
             raise UserError(f"base model not found: {args.base_model}")
+        if args.content == "text":
+            print("rendering the document pages ...", file=sys.stderr)
     steps = args.steps if args.steps is not None else recipe_steps(args.recipe)
     options = dict(out_dir=args.out, steps=steps, resume=args.resume, progress=True,
                    checkpoint_seconds=60.0 * args.checkpoint_minutes)
@@ -306,10 +387,13 @@ def _run_train(args):
 def new_run_config(args):
     """The configuration of a new run from ``refdeblur train``'s arguments.
 
-    Starts from the recipe (``--recipe``) or the default configuration and
-    applies every option given explicitly.
+    Starts from the recipe (``--recipe``), the trained network
+    (``--init``) or the default configuration and applies every option
+    given explicitly.
     """
-    if args.recipe is not None:
+    if args.init is not None:
+        config = _init_config(args)
+    elif args.recipe is not None:
         if args.base_model is None:
             raise UserError(f"--recipe {args.recipe} trains on top of a base network: "
                             f"pass --base-model ({RECIPES[args.recipe]})")
@@ -322,11 +406,12 @@ def new_run_config(args):
     for key in CONFIG_OPTIONS:
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
-    config["architecture"] = {**config["architecture"], **architecture_options(
-        kernel_size, scales=args.scales, filter_size=args.filter_size,
-        n_filters=args.n_filters,
-        zero_mean_filters=bool(args.zero_mean_filters), beta_k=args.beta_k,
-        beta_k_mode=args.beta_k_mode)}
+    if args.init is None:       # an init model's architecture is recorded in full
+        config["architecture"] = {**config["architecture"], **architecture_options(
+            kernel_size, scales=args.scales, filter_size=args.filter_size,
+            n_filters=args.n_filters,
+            zero_mean_filters=bool(args.zero_mean_filters), beta_k=args.beta_k,
+            beta_k_mode=args.beta_k_mode)}
     if args.optimizer is not None or args.learning_rate is not None:
         recipe_optimizer = config["optimizer"].get("name", "adadelta")
         name = args.optimizer or recipe_optimizer
@@ -334,7 +419,17 @@ def new_run_config(args):
         if learning_rate is None and name == recipe_optimizer:
             learning_rate = config["optimizer"]["learning_rate"]
         config["optimizer"] = optimizer_settings(name, learning_rate)
-    config["images"] = str(args.images)
+    config["images"] = None if args.images is None else str(args.images)
+    if args.content is not None:
+        config["content"] = args.content
+    if config.get("content") == "text":
+        documents = dict(DOCUMENT_DEFAULTS)
+        for key, value in (("pages", args.document_pages),
+                           ("validation_pages", args.validation_pages),
+                           ("page_size", args.page_size)):
+            if value is not None:
+                documents[key] = value
+        config["documents"] = documents
     if args.base_model is not None:
         config["base_model"] = str(args.base_model)
     if args.validation_images is not None:
@@ -345,6 +440,40 @@ def new_run_config(args):
         config["validation_folder"] = str(args.val_images)
     if args.example_seeding == "per-example" or _cluster_option(args) is not None:
         config["example_seeding"] = "per_example"
+    return config
+
+
+def _init_config(args):
+    """The configuration of ``--init``, refusing options that contradict it."""
+    if args.recipe is not None:
+        raise UserError("--init and --recipe exclude each other: the init model fixes "
+                        "the architecture and the schedule")
+    if args.base_model is not None:
+        raise UserError("--init and --base-model exclude each other: --init starts "
+                        "from a complete network")
+    for option, value in (("--stage-steps", args.stage_steps),
+                          ("--frozen-steps", args.frozen_steps)):
+        if value is not None:
+            raise UserError(f"{option} does not apply with --init: every stage of the "
+                            f"init model trains from step 0")
+    try:
+        config = fine_tuning_config(args.init)
+    except (FileNotFoundError, ValueError) as error:
+        raise UserError(f"--init: {error}") from None
+    arch = config["architecture"]
+    filter_sizes = set(arch["filter_sizes"])
+    model = {"--kernel-size": (args.kernel_size, config["kernel_size"]),
+             "--scales": (args.scales, arch["kernel_sizes"]),
+             "--filter-size": (args.filter_size, filter_sizes.pop()
+                               if len(filter_sizes) == 1 else arch["filter_sizes"]),
+             "--n-filters": (args.n_filters, arch["n_filters"]),
+             "--zero-mean-filters": (args.zero_mean_filters, arch["zero_mean_filters"]),
+             "--beta-k": (args.beta_k, arch["beta_k"]),
+             "--beta-k-mode": (args.beta_k_mode, arch["beta_k_mode"])}
+    for option, (given, value) in model.items():
+        if given is not None and given != value:
+            raise UserError(f"{option} {given} contradicts --init {args.init}, whose "
+                            f"network has {value}")
     return config
 
 

@@ -6,6 +6,8 @@
 * :mod:`~refdeblur.training.config`: the configuration and the run folder;
 * :mod:`~refdeblur.training.data`: training pairs from natural images and
   sampled camera shake, the validation split;
+* :mod:`~refdeblur.training.documents`: synthetic document pages, the
+  content of ``refdeblur train --content text``;
 * :mod:`~refdeblur.training.optim`: ADADELTA and Adam;
 * :mod:`~refdeblur.training.schedule`: the stage-wise schedule;
 * :mod:`~refdeblur.training.step`: the kernel loss, the outlier rule, one step;
@@ -13,7 +15,9 @@
 * :mod:`~refdeblur.training.export`: model files and recipes from a run;
 * :mod:`~refdeblur.training.log`: reading and plotting a run's log.
 
-derivations/training.md states the choices where the paper is silent.
+derivations/training.md states the choices where the paper is silent;
+derivations/fine_tuning.md those of runs that start from a trained network
+(``refdeblur train --init``), noise ranges and synthetic documents.
 """
 
 from .config import default_config, training_command

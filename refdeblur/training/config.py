@@ -5,22 +5,28 @@ the run starts), ``checkpoint.npz`` (a model file that
 :func:`refdeblur.load_model` reads, with the optimiser and random-generator
 state stored alongside) and ``log.jsonl`` (:mod:`refdeblur.training.log`).
 Paths inside the configuration (``images``, ``base_model``,
-``validation_folder``) are used as written, relative to the working
-directory of the process that trains.
+``init_model``, ``validation_folder``) are used as written, relative to the
+working directory of the process that trains.
 
 :data:`RECIPES` names the configurations of the shipped networks;
 :func:`recipe_config` reads one from the network's recipe file.
+:func:`fine_tuning_config` is the configuration of a run that starts from
+a trained network (derivations/fine_tuning.md).
 """
 
 import json
 from pathlib import Path
 
-from ..models import shipped_model_path
+from ..model_io import read_model_file
+from ..models import model_sha256, shipped_model_path
 from ..network import DEFAULT_SCALES
+from .optim import optimizer_settings
 
 __all__ = ["CONFIG_FILE", "CHECKPOINT_FILE", "LOG_FILE", "RECIPES", "EXAMPLE_SEEDINGS",
+           "FINE_TUNING_LEARNING_RATE", "SHIPPED_INIT_NAMES",
            "default_config", "example_seeding", "recipe_config", "recipe_steps",
-           "architecture_options", "read_config", "write_config", "training_command"]
+           "architecture_options", "read_config", "write_config", "training_command",
+           "resolve_init_model", "read_init_model", "fine_tuning_config"]
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.npz"
@@ -34,6 +40,15 @@ LOG_FILE = "log.jsonl"
 #: made anywhere, in any order (derivations/training.md, "Data-parallel
 #: training").
 EXAMPLE_SEEDINGS = ("stream", "per_example")
+
+#: Adam's step size of a run that starts from a trained network: a tenth of
+#: the 1e-3 that trains a network from random weights, so that the first
+#: steps, with fresh moment estimates, do not undo what the parent learned
+#: (derivations/fine_tuning.md, "Learning rate").
+FINE_TUNING_LEARNING_RATE = 1e-4
+
+#: The names ``--init`` accepts for the shipped networks.
+SHIPPED_INIT_NAMES = ("k17", "k25", "k33")
 
 #: The shipped networks whose configuration :func:`recipe_config` gives,
 #: with what that configuration trains and the base network it starts from
@@ -75,6 +90,14 @@ def default_config(kernel_size, **overrides):
         ``example_seeding`` (:data:`EXAMPLE_SEEDINGS`) is recorded only when
         ``"per_example"``, so that a configuration without it means
         ``"stream"``, as for every run made before it existed.
+        ``init_model`` (and its ``init_model_sha256``) names the trained
+        network a run starts from (:func:`fine_tuning_config`);
+        ``content`` is ``"natural"`` (the images of ``images``) or
+        ``"text"`` (synthetic document pages, ``documents``,
+        :data:`refdeblur.training.data.DOCUMENT_DEFAULTS`). A configuration
+        without these keys means None, None, ``"natural"`` and None.
+        ``noise_std`` is a level or a range ``[low, high]``
+        (:func:`refdeblur.training.data.check_noise_std`).
 
     Raises
     ------
@@ -105,6 +128,10 @@ def default_config(kernel_size, **overrides):
         "validation_images": 60,
         "validation_fraction": None,
         "validation_folder": None,
+        "init_model": None,
+        "init_model_sha256": None,
+        "content": "natural",
+        "documents": None,
     }
     seeding = overrides.pop("example_seeding", "stream")
     for key, value in overrides.items():
@@ -193,6 +220,102 @@ def recipe_steps(name):
     return int(json.loads(_recipe_file(name).read_text())["steps"])
 
 
+def resolve_init_model(init_model):
+    """The model file that ``init_model`` names.
+
+    Parameters
+    ----------
+    init_model : str or path-like
+        A model file, or the name of a shipped network
+        (:data:`SHIPPED_INIT_NAMES`) when no file of that name exists.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    FileNotFoundError
+        If it is neither an existing file nor a shipped name.
+    """
+    path = Path(init_model)
+    if not path.exists() and str(init_model) in SHIPPED_INIT_NAMES:
+        return shipped_model_path(int(str(init_model)[1:]))
+    if not path.exists():
+        raise FileNotFoundError(f"init model not found: {init_model} (a model file, "
+                                f"or one of {', '.join(SHIPPED_INIT_NAMES)})")
+    return path
+
+
+def read_init_model(init_model):
+    """The network ``init_model`` names, and the SHA-256 of its file.
+
+    Parameters
+    ----------
+    init_model : str or path-like
+        See :func:`resolve_init_model`.
+
+    Returns
+    -------
+    net : refdeblur.network.Network
+        As stored (shipped networks are float32).
+    sha256 : str
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no such file or shipped network.
+    ValueError
+        If the file is not a readable refdeblur model.
+    """
+    path = resolve_init_model(init_model)
+    net, _, _ = read_model_file(path)
+    return net, model_sha256(path)
+
+
+def fine_tuning_config(init_model, **overrides):
+    """The configuration of a run that starts from a trained network.
+
+    The run takes the network's kernel size and architecture (recorded in
+    full), trains every stage it runs and every coarser scale from step 0
+    (no stage-wise schedule: ``stage_steps`` and ``frozen_steps`` are not
+    used), with fresh optimiser state, Adam at
+    :data:`FINE_TUNING_LEARNING_RATE`, and a data stream from the run's own
+    ``seed`` (derivations/fine_tuning.md).
+
+    Parameters
+    ----------
+    init_model : str or path-like
+        A model file or a shipped name (:func:`resolve_init_model`);
+        recorded as given, with the SHA-256 of its file.
+    **overrides
+        Values replacing these defaults, as in :func:`default_config`.
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        See :func:`read_init_model`; ValueError for an unknown option.
+
+    Examples
+    --------
+    >>> from refdeblur.training.config import fine_tuning_config
+    >>> config = fine_tuning_config("k17")
+    >>> config["kernel_size"], config["init_model"], config["optimizer"]["learning_rate"]
+    (17, 'k17', 0.0001)
+    """
+    net, sha256 = read_init_model(init_model)
+    architecture = net.architecture.to_dict()
+    settings = dict(architecture=architecture, init_model=str(init_model),
+                    init_model_sha256=sha256,
+                    optimizer=optimizer_settings("adam", FINE_TUNING_LEARNING_RATE))
+    settings.update(overrides)
+    return default_config(net.kernel_size, **settings)
+
+
 def architecture_options(kernel_size, *, scales=None, filter_size=None, n_filters=None,
                          zero_mean_filters=False, beta_k=None, beta_k_mode=None):
     """``config["architecture"]``: the options that differ from the defaults.
@@ -266,24 +389,47 @@ def training_command(config):
         With the placeholders ``RUN_DIR`` and ``STEPS``.
     """
     arch = config.get("architecture", {})
-    parts = ["refdeblur", "train", "--kernel-size", str(config["kernel_size"]),
-             "--images", config["images"], "--out", "RUN_DIR",
-             "--steps", "STEPS", "--seed", str(config["seed"]),
-             "--batch-size", str(config["batch_size"]),
-             "--crop-size", str(config["crop_size"]),
-             "--noise-std", str(config["noise_std"]),
-             "--stage-steps", str(config["stage_steps"]),
-             "--frozen-steps", str(config["frozen_steps"]),
-             "--optimizer", config["optimizer"].get("name", "adadelta"),
-             "--learning-rate", str(config["optimizer"]["learning_rate"]),
-             "--dtype", config.get("dtype", "float64")]
-    if config.get("validation_folder"):
+    init_model = config.get("init_model")
+    text = config.get("content", "natural") == "text"
+    parts = ["refdeblur", "train", "--kernel-size", str(config["kernel_size"])]
+    if init_model:
+        parts += ["--init", init_model]
+    if text:
+        documents = config.get("documents") or {}
+        parts += ["--content", "text"]
+        for option, key in (("--document-pages", "pages"),
+                            ("--validation-pages", "validation_pages"),
+                            ("--page-size", "page_size")):
+            if key in documents:
+                parts += [option, str(documents[key])]
+    else:
+        parts += ["--images", config["images"]]
+    noise = config["noise_std"]
+    noise = (",".join(repr(float(value)) for value in noise)
+             if isinstance(noise, (list, tuple)) else str(noise))
+    parts += ["--out", "RUN_DIR",
+              "--steps", "STEPS", "--seed", str(config["seed"]),
+              "--batch-size", str(config["batch_size"]),
+              "--crop-size", str(config["crop_size"]),
+              "--noise-std", noise]
+    if not init_model:
+        # a run from a trained network has no stage-wise schedule
+        parts += ["--stage-steps", str(config["stage_steps"]),
+                  "--frozen-steps", str(config["frozen_steps"])]
+    parts += ["--optimizer", config["optimizer"].get("name", "adadelta"),
+              "--learning-rate", str(config["optimizer"]["learning_rate"]),
+              "--dtype", config.get("dtype", "float64")]
+    if text:
+        pass                            # the validation pages are rendered
+    elif config.get("validation_folder"):
         parts += ["--val-images", config["validation_folder"]]
     elif config.get("validation_fraction"):
         parts += ["--val-fraction", repr(config["validation_fraction"])]
     else:
         parts += ["--validation-images", str(config["validation_images"])]
     parts += ["--validate-every", str(config["validate_every"])]
+    if init_model:
+        arch = {}                       # the init model's, recorded in full
     if arch.get("kernel_sizes"):
         parts += ["--scales", ",".join(str(m) for m in arch["kernel_sizes"])]
     if arch.get("filter_sizes"):

@@ -30,7 +30,15 @@ A run validates on a number or a fraction of its images, spread evenly over
 their sorted list, or on the images of a folder of their own
 (:func:`validation_split`, derivations/training.md, "Validation");
 :func:`load_run_data` prepares both parts for a run's configuration and
-says how it split them.
+says how it split them. A run on synthetic documents (``content`` "text")
+renders its training and validation pages instead
+(:mod:`refdeblur.training.documents`, derivations/fine_tuning.md).
+
+The noise is one standard deviation for every example, or a range
+``(low, high)`` from which each example draws its own, uniformly, after its
+kernel (:func:`check_noise_std`, derivations/fine_tuning.md, "Noise
+range"); a single value draws nothing more, so its stream is the one it
+always was.
 """
 
 import numbers
@@ -43,12 +51,14 @@ from scipy.signal import fftconvolve
 
 from ..camera_shake import check_kernel_size, check_rng, sample_kernel
 from ..image_io import find_images, read_image
+from .documents import document_images
 
 __all__ = [
     "TrainingPair",
     "TrainingBatch",
     "gradient_fractions",
     "is_flat",
+    "check_noise_std",
     "blur_valid",
     "add_noise",
     "load_gray_images",
@@ -60,12 +70,25 @@ __all__ = [
     "ExampleSource",
     "RunData",
     "load_run_data",
+    "CONTENTS",
+    "DOCUMENT_DEFAULTS",
+    "run_content",
+    "document_settings",
 ]
 
 NOISE_STD = 0.01
 GRAD_THRESHOLD = 0.05
 MIN_GRAD_FRACTION = 0.06
 MAX_ATTEMPTS = 100
+
+#: What a run trains on (``config["content"]``): ``"natural"``, crops of the
+#: images of ``config["images"]``; ``"text"``, crops of synthetic document
+#: pages (:mod:`refdeblur.training.documents`) rendered when the run starts.
+CONTENTS = ("natural", "text")
+
+#: ``config["documents"]`` of a run on synthetic documents: training pages,
+#: validation pages and the side of a page in px.
+DOCUMENT_DEFAULTS = {"pages": 64, "validation_pages": 8, "page_size": 512}
 
 
 class TrainingPair(NamedTuple):
@@ -220,6 +243,60 @@ def add_noise(y, noise_std, rng):
     return y
 
 
+def check_noise_std(noise_std):
+    """A noise level or range, checked: a float, or a ``(low, high)`` tuple.
+
+    Parameters
+    ----------
+    noise_std : float or sequence of two floats
+        One standard deviation for every example, or the range
+        ``[low, high]`` each example draws its own from, uniformly.
+
+    Returns
+    -------
+    float or tuple of float
+        The single value; a range whose ends are equal is that single value
+        (which draws nothing from the generator).
+
+    Raises
+    ------
+    ValueError
+        For a negative or non-finite value, a range of other than two
+        values, or ``low > high``.
+
+    Examples
+    --------
+    >>> from refdeblur.training.data import check_noise_std
+    >>> check_noise_std(0.01), check_noise_std([0.0, 0.05]), check_noise_std((0.02, 0.02))
+    (0.01, (0.0, 0.05), 0.02)
+    """
+    if isinstance(noise_std, numbers.Real):
+        values = (float(noise_std),)
+    else:
+        try:
+            values = tuple(float(value) for value in noise_std)
+        except (TypeError, ValueError):
+            raise ValueError(f"noise_std must be a number or a range (low, high), "
+                             f"got {noise_std!r}") from None
+        if len(values) != 2:
+            raise ValueError(f"a noise range has two values (low, high), got {noise_std!r}")
+    if not all(np.isfinite(value) and value >= 0 for value in values):
+        raise ValueError(f"noise_std must be >= 0, got {noise_std!r}")
+    if len(values) == 1 or values[0] == values[1]:
+        return values[0]
+    if values[0] > values[1]:
+        raise ValueError(f"the noise range's low end {values[0]} is above its high "
+                         f"end {values[1]}")
+    return values
+
+
+def _draw_noise_std(noise_std, rng):
+    """The noise level of one example: the value, or a uniform draw in the range."""
+    if isinstance(noise_std, tuple):
+        return float(rng.uniform(noise_std[0], noise_std[1]))
+    return noise_std
+
+
 # --------------------------------------------------------------------------
 # Loading
 # --------------------------------------------------------------------------
@@ -356,8 +433,7 @@ def _make_pairs(images, n, crop_size, kernel_size, rng, choose_image, *, noise_s
                 kernel_params):
     crop, m = _check_pair_sizes(crop_size, kernel_size)
     check_rng(rng)
-    if not (np.isfinite(noise_std) and noise_std >= 0):
-        raise ValueError(f"noise_std must be >= 0, got {noise_std!r}")
+    noise_std = check_noise_std(noise_std)
     if not isinstance(max_attempts, numbers.Integral) or max_attempts < 1:
         raise ValueError(f"max_attempts must be a positive integer, got {max_attempts!r}")
     patch = crop + m - 1
@@ -370,11 +446,13 @@ def _make_pairs(images, n, crop_size, kernel_size, rng, choose_image, *, noise_s
     ks = np.empty((n, m, m))
     xs = np.empty((n, crop, crop))
     for i in range(n):
-        # Fixed order of draws: image, position (repeated while flat), kernel, noise.
+        # Fixed order of draws: image, position (repeated while flat), kernel,
+        # noise level (a range only), noise.
         sharp_patch, xs[i] = _draw_sharp(images, patch, crop, rng, choose_image,
                                          flat_rule, max_attempts)
         ks[i] = sample_kernel(m, rng, **kernel_params)
-        ys[i] = add_noise(blur_valid(sharp_patch, ks[i]), noise_std, rng)
+        ys[i] = add_noise(blur_valid(sharp_patch, ks[i]),
+                          _draw_noise_std(noise_std, rng), rng)
     return ys, ks, xs
 
 
@@ -394,9 +472,10 @@ def make_pair(image, crop_size, kernel_size, rng, *, noise_std=NOISE_STD,
         Side ``m`` of the kernel (odd, >= 3).
     rng : numpy.random.Generator
         Source of the crop position, the kernel and the noise.
-    noise_std : float, optional
+    noise_std : float or (float, float), optional
         Standard deviation of the additive Gaussian noise (default 0.01);
-        0 gives the noise-free pair.
+        0 gives the noise-free pair; a range ``(low, high)`` draws it
+        uniformly, after the kernel (:func:`check_noise_std`).
     reject_flat : bool, optional
         Apply the flat-patch rule (:func:`is_flat`) to the sharp crop and
         draw a new position while it fails (default True).
@@ -583,7 +662,8 @@ class ExampleSource:
     images : sequence of numpy.ndarray
         Grey training images in [0, 1] (as for :func:`make_batch`).
     crop_size, kernel_size : int
-    noise_std : float
+    noise_std : float or (float, float)
+        A level or a range (:func:`check_noise_std`).
 
     Examples
     --------
@@ -663,6 +743,51 @@ def _split_run_images(config):
     return train_paths, validation_paths, split
 
 
+def run_content(config):
+    """What a run trains on, one of :data:`CONTENTS` (``"natural"`` without the key)."""
+    content = config.get("content", "natural")
+    if content not in CONTENTS:
+        raise ValueError(f"content must be one of {', '.join(CONTENTS)}, got {content!r}")
+    return content
+
+
+def document_settings(config):
+    """``config["documents"]`` completed with :data:`DOCUMENT_DEFAULTS`."""
+    settings = {**DOCUMENT_DEFAULTS, **(config.get("documents") or {})}
+    unknown = set(settings) - set(DOCUMENT_DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown document settings {sorted(unknown)}; "
+                         f"known: {', '.join(DOCUMENT_DEFAULTS)}")
+    for key, value in settings.items():
+        if not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"documents {key} must be a positive integer, got {value!r}")
+    return settings
+
+
+def _render_run_pages(config, min_size):
+    """``(training pages, validation pages, the line saying so)`` of a text run.
+
+    The training pages come from the generator ``[seed, 3]``, the
+    validation pages from ``[seed, 4]``: apart from each other and from the
+    run's other generators (initial weights ``[seed]``, examples
+    ``[seed, 1]`` or ``[seed, 2, step, i]``), and the same at every resume.
+    """
+    settings = document_settings(config)
+    size = settings["page_size"]
+    if size < min_size:
+        raise ValueError(f"document pages of {size} px are smaller than the "
+                         f"{min_size} px patch (crop + kernel - 1)")
+    seed = int(config["seed"])
+    shape = (size, size)
+    train_pages = document_images(settings["pages"], shape, np.random.default_rng([seed, 3]))
+    validation_pages = document_images(settings["validation_pages"], shape,
+                                       np.random.default_rng([seed, 4]))
+    split = (f"{len(train_pages)} synthetic document pages of {size} px for training "
+             f"(generator [{seed}, 3]), {len(validation_pages)} for validation "
+             f"(generator [{seed}, 4])")
+    return train_pages, validation_pages, split
+
+
 def load_run_data(config):
     """Load a run's training and validation images and build its data.
 
@@ -673,8 +798,11 @@ def load_run_data(config):
         ``images`` (the folder, searched recursively), the validation
         images (``validation_folder``, else ``validation_fraction``, else
         ``validation_images``, see :func:`validation_split`),
-        ``kernel_size``, ``crop_size``, ``noise_std``, ``n_validation`` and
-        ``validation_seed``.
+        ``kernel_size``, ``crop_size``, ``noise_std`` (a level or a range,
+        :func:`check_noise_std`), ``n_validation`` and
+        ``validation_seed``. With ``content`` ``"text"``, synthetic
+        document pages (``documents``, :data:`DOCUMENT_DEFAULTS`) replace
+        the images.
 
     Returns
     -------
@@ -684,26 +812,30 @@ def load_run_data(config):
     ------
     ValueError
         If fewer than two images are found, or no usable one is left on
-        either side of the split.
+        either side of the split, or for a bad noise level or content.
     """
     kernel_size = config["kernel_size"]
     crop = config["crop_size"]
-    train_paths, validation_paths, split = _split_run_images(config)
+    noise_std = check_noise_std(config["noise_std"])
     min_size = crop + kernel_size - 1
-    train_images = load_gray_images(train_paths, min_size=min_size)
-    validation_images = load_gray_images(validation_paths, min_size=min_size)
-    if not train_images or not validation_images:
-        side = "training" if not train_images else "validation"
-        raise ValueError(f"no usable {side} images of at least {min_size} px "
-                         f"({split})")
+    if run_content(config) == "text":
+        train_images, validation_images, split = _render_run_pages(config, min_size)
+    else:
+        train_paths, validation_paths, split = _split_run_images(config)
+        train_images = load_gray_images(train_paths, min_size=min_size)
+        validation_images = load_gray_images(validation_paths, min_size=min_size)
+        if not train_images or not validation_images:
+            side = "training" if not train_images else "validation"
+            raise ValueError(f"no usable {side} images of at least {min_size} px "
+                             f"({split})")
     validation = validation_set(validation_images, config["n_validation"], crop,
                                 kernel_size, seed=config["validation_seed"],
-                                noise_std=config["noise_std"])
+                                noise_std=noise_std)
 
     def batch_source(rng, batch_size):
         batch = make_batch(train_images, batch_size, crop, kernel_size, rng,
-                           noise_std=config["noise_std"])
+                           noise_std=noise_std)
         return batch.y, batch.k
 
     return RunData(batch_source, (validation.y, validation.k), split,
-                   ExampleSource(train_images, crop, kernel_size, config["noise_std"]))
+                   ExampleSource(train_images, crop, kernel_size, noise_std))

@@ -71,7 +71,9 @@ def export_run(run_dir, out_path, *, n_stages=None):
 
     The recipe (:func:`recipe_path`, JSON) holds the equivalent training
     command, the steps, the training time, the validation curve and the
-    run's configuration. Existing files are replaced.
+    run's configuration, and, for a run that started from a trained
+    network, that ``parent_model`` (as named, and the SHA-256 of its file).
+    Existing files are replaced.
 
     Parameters
     ----------
@@ -116,6 +118,9 @@ def export_run(run_dir, out_path, *, n_stages=None):
         "validation_curve": curve,
         "config": config,
     }
+    if config.get("init_model"):
+        recipe["parent_model"] = {"model": config["init_model"],
+                                  "sha256": config.get("init_model_sha256")}
     if config.get("note"):
         # A run continued by hand with changed settings says so in its
         # config; the command above then only describes its last part.

@@ -19,6 +19,10 @@ the workers of a cluster (:mod:`refdeblur.distributed`), and the step sums
 the gradients in example order (:func:`per_example_step`); the weights are
 the same bits wherever the examples were computed (derivations/training.md,
 "Data-parallel training").
+
+A run with ``config["init_model"]`` starts from that trained network
+instead of random weights, and trains every stage it runs from step 0
+(:func:`fine_tuning_phases`, derivations/fine_tuning.md).
 """
 
 import contextlib
@@ -40,15 +44,86 @@ from .._engine.threads import one_blas_thread
 from ..model_io import read_model_file, save_model
 from ..network import build_network
 from .config import (CHECKPOINT_FILE, CONFIG_FILE, LOG_FILE, example_seeding,
-                     read_config, write_config)
-from .data import load_run_data
+                     read_config, read_init_model, write_config)
+from .data import load_run_data, run_content
 from .log import read_log
 from .optim import make_optimizer
-from .schedule import phase_at, stagewise_schedule
+from .schedule import Phase, phase_at, stagewise_schedule
 from .step import OutlierFilter, kernel_errors, training_step
 
 __all__ = ["Trainer", "TrainingResult", "train", "ExampleResult", "example_seed",
-           "example_result", "per_example_step", "LocalExamples"]
+           "example_result", "per_example_step", "LocalExamples", "fine_tuning_phases",
+           "init_network"]
+
+
+def fine_tuning_phases(architecture):
+    """The schedule of a run that starts from a trained network: one phase.
+
+    From step 0 the network runs the stages it runs at inference (all, or
+    ``inference_stages`` of the finest scale for a network exported with
+    fewer) and updates all of them, and every coarser scale: the parent is
+    complete, so there is nothing to grow stage by stage, and a stage the
+    parent does not run (untrained) stays out.
+
+    Parameters
+    ----------
+    architecture : refdeblur.network.Architecture
+
+    Returns
+    -------
+    list of Phase
+
+    Examples
+    --------
+    >>> from refdeblur.network import Architecture
+    >>> from refdeblur.training.trainer import fine_tuning_phases
+    >>> fine_tuning_phases(Architecture(kernel_sizes=(17, 25), inference_stages=2))
+    [Phase(first_step=0, n_stages=2, trainable=('scale2.stage1.', 'scale2.stage2.', 'scale1.'))]
+    """
+    n_scales = len(architecture.kernel_sizes)
+    n_stages = architecture.inference_stages or architecture.n_stages
+    trainable = tuple(f"scale{n_scales}.stage{s}." for s in range(1, n_stages + 1))
+    trainable += tuple(f"scale{j}." for j in range(1, n_scales))
+    return [Phase(0, n_stages, trainable)]
+
+
+def init_network(config):
+    """The network a run with ``config["init_model"]`` starts from, in its dtype.
+
+    Parameters
+    ----------
+    config : dict
+        With ``init_model``, ``kernel_size``, ``architecture``, ``dtype``
+        and optionally ``init_model_sha256``.
+
+    Returns
+    -------
+    refdeblur.network.Network
+        A copy of the parent's parameters, cast to ``config["dtype"]``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the model is not found.
+    ValueError
+        If it is not a refdeblur model, its file is not the one the
+        configuration recorded (SHA-256), or its architecture is not the
+        configuration's.
+    """
+    parent, sha256 = read_init_model(config["init_model"])
+    recorded = config.get("init_model_sha256")
+    if recorded and recorded != sha256:
+        raise ValueError(f"init model {config['init_model']} is not the file this "
+                         f"run's configuration records (SHA-256 {recorded[:12]}..., "
+                         f"found {sha256[:12]}...)")
+    architecture = parent.architecture.to_dict()
+    differing = sorted(key for key, value in config.get("architecture", {}).items()
+                       if architecture.get(key) != value)
+    if parent.kernel_size != int(config["kernel_size"]) or differing:
+        raise ValueError(f"init model {config['init_model']} ({parent.kernel_size} px) "
+                         f"does not have the run's architecture ({config['kernel_size']} "
+                         f"px; differing: {', '.join(differing) or 'kernel size'})")
+    return parent.astype(np.dtype(config.get("dtype", "float64")))
 
 
 # ---------------------------------------------------------------------------
@@ -225,9 +300,12 @@ class Trainer:
         """Fresh network, optimiser, generator and outlier filter."""
         config = self.config
         seed = config["seed"]
-        net = build_network(config["kernel_size"], rng=np.random.default_rng(seed),
-                            dtype=np.dtype(config.get("dtype", "float64")),
-                            **config["architecture"])
+        if config.get("init_model"):
+            net = init_network(config)
+        else:
+            net = build_network(config["kernel_size"], rng=np.random.default_rng(seed),
+                                dtype=np.dtype(config.get("dtype", "float64")),
+                                **config["architecture"])
         if config.get("base_model"):
             base, _, _ = read_model_file(config["base_model"])
             for name, value in base.params.items():
@@ -396,8 +474,14 @@ class Trainer:
                              phase)
 
     def phases(self):
-        """The stage-wise schedule of this run (:func:`stagewise_schedule`)."""
+        """The stage-wise schedule of this run (:func:`stagewise_schedule`).
+
+        A run from a trained network has one phase instead
+        (:func:`fine_tuning_phases`).
+        """
         config = self.config
+        if config.get("init_model"):
+            return fine_tuning_phases(self.net.architecture)
         n_scales = len(self.net.architecture.kernel_sizes)
         return stagewise_schedule(
             config["stage_steps"], config["frozen_steps"],
@@ -491,8 +575,11 @@ def train(config=None, *, out_dir, steps, resume=False, progress=False,
     else:
         if config is None:
             raise ValueError("a new run needs a config (see default_config)")
-        if config.get("images") is None:
+        if config.get("images") is None and run_content(config) == "natural":
             raise ValueError("the config names no image folder (config['images'])")
+        if config.get("init_model") and config.get("base_model"):
+            raise ValueError("a run starts from an init model or builds on a base "
+                             "model, not both")
         if (run_dir / CHECKPOINT_FILE).exists():
             raise FileExistsError(f"{run_dir} already holds a run; resume it or "
                                   f"choose another folder")
