@@ -77,7 +77,9 @@ def prepare(run, work):
         shutil.copy2(run / name, target / name)
     for key in ("base_model", "init_model"):
         named = config.get(key)
-        if named:                       # e.g. "runs/base17f17_for25.npz"
+        # e.g. "runs/base17f17_for25.npz", kept here; a shipped name such
+        # as "k17" needs no copy
+        if named and (HERE / Path(named).name).is_file():
             destination = ROOT / named
             destination.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(HERE / Path(named).name, destination)
