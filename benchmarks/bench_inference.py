@@ -13,7 +13,8 @@ two are compared on the same machine in the same run. Beside it, the
 default estimate, ``estimate_kernel(image, size, max_window=None)`` on a
 blurred natural image of the same size: the
 network as inference runs it plus the refinement of step 6b (not in the
-paper; on at most 512 px; for the 25 and 33 px networks coarse to fine from
+paper; on at most 256 px for the 17 px network and 512 px for the 25 and 33
+px ones, those coarse to fine from
 the coarsest scale, whose finer scales then do not run). A grid in the
 layout of Table 1 then gives, per kernel and image size, the paper's time,
 the network alone and the default estimate with the ratio paper / refdeblur

@@ -119,14 +119,26 @@ def check_kernel_size_argument(kernel_size):
                      f"shipped networks), got {kernel_size!r}")
 
 
+#: The refinement of the 33 px estimate that :func:`choose_kernel_size`
+#: measures: the sparse latent image in all five alternations, the
+#: schedule whose kernels' support the size rule (``SUPPORT_THRESHOLD``,
+#: ``SIZE_MARGIN``) was calibrated on. With the default schedule's quadratic
+#: first alternations the choices change and Levin et al.'s set drops from
+#: 26 to 24 cases at ER <= 3; with three sparse alternations a 3 px streak
+#: measures 19 px (derivations/kernel_refinement.md, §3).
+SIZE_PROBE_REFINEMENT = {"n_iter": 5, "n_sparse": 5}
+
+
 @one_blas_thread()
 def choose_kernel_size(image, *, channel_axis=None, max_window=DEFAULT_MAX_WINDOW,
                        refine=True):
     """Choose the shipped network for a photo from its blur (``kernel_size="auto"``).
 
     The kernel is estimated with the largest shipped network the image
-    allows (33 px), refined (step 6b) whatever ``refine`` says, because
-    the refined estimate is the one whose support follows the blur; the
+    allows (33 px), refined (step 6b, with the sparse latent image in
+    all five alternations: :data:`SIZE_PROBE_REFINEMENT`) whatever ``refine``
+    says, because the refined estimate is the one whose support follows
+    the blur; the
     radius ``r`` of its support, ignoring values below
     :data:`refdeblur.kernels.SUPPORT_THRESHOLD` (20 %) of its peak
     (:func:`refdeblur.kernels.kernel_support_radius`), then gives the
@@ -199,8 +211,9 @@ def _choose(gray, max_window, refine):
         return (KernelSizeChoice(usable[0], "auto", "the image is flat or saturated: "
                                  "no blur to measure"), window, None)
     probe_size = usable[-1]
+    given = refine if isinstance(refine, dict) else {}
     probe = _network_estimate(window, load_shipped_model(probe_size),
-                              refine if refine else True)
+                              {**SIZE_PROBE_REFINEMENT, **given})
     if probe is None:
         _warn_no_kernel()
         return (KernelSizeChoice(usable[0], "auto", f"the {probe_size} px network gave "

@@ -7,7 +7,9 @@ with the classical alternating scheme of Cho and Lee (SIGGRAPH Asia 2009)
 and Xu and Jia (ECCV 2010), started from the network's kernel and confined
 to the neighbourhood of its support:
 
-1. latent image: non-blind deconvolution with the current kernel (A1);
+1. latent image: non-blind deconvolution with the current kernel, with a
+   quadratic gradient prior (one Fourier-domain solve) in the first
+   alternations and the sparse hyper-Laplacian prior in the last (A1);
 2. edge selection: keep only the strongest gradients of that image (A2);
 3. kernel: regularised least squares between the selected sharp gradients
    and the blurry image's gradients, over the pixels whose blur is fully
@@ -39,20 +41,55 @@ from ..layers.resample import imresize
 from ..network import pyramid_shapes
 from .preparation import textured_window
 
-__all__ = ["refine_kernel", "refine_coarse_to_fine", "refinement_mode", "solve_kernel",
+__all__ = ["refine_kernel", "refine_coarse_to_fine", "refinement_mode", "refinement_window",
+           "solve_kernel",
            "gradient_gram", "gradients", "ValidConvolution", "REFINEMENT_DEFAULTS"]
 
 #: Defaults of :func:`refine_kernel` (derivations/kernel_refinement.md, §4).
 REFINEMENT_DEFAULTS = {
-    "n_iter": 5,
+    "n_iter": 3,
+    "n_sparse": 1,
+    "quadratic_updates": 2,
     "edge_fraction": 0.05,
     "regularisation": 1e-3,
     "threshold": 0.05,
     "support_threshold": 0.05,
     "support_dilation": 1,
     "noise_std": 0.01,
-    "max_window": 512,
+    "max_window": "auto",
 }
+
+#: Sides of the refinement's window, the smallest holding ``WINDOW_WIDTHS``
+#: kernel widths (derivations/kernel_refinement.md, §3).
+WINDOW_SIDES = (256, 512)
+WINDOW_WIDTHS = 15
+
+
+def refinement_window(kernel_size):
+    """Default side of the refinement's window for a kernel of this side (§3).
+
+    The smallest of :data:`WINDOW_SIDES` that holds :data:`WINDOW_WIDTHS`
+    kernel widths, else the largest: 256 px for 17 px kernels, 512 px for
+    25 and 33 px. The cost of an alternation grows with the window's area;
+    the kernel needs more observations the more pixels it has.
+
+    Examples
+    --------
+    >>> from refdeblur.inference.refinement import refinement_window
+    >>> [refinement_window(m) for m in (13, 17, 25, 33, 65)]
+    [256, 256, 512, 512, 512]
+    """
+    wanted = WINDOW_WIDTHS * int(kernel_size)
+    return next((side for side in WINDOW_SIDES if side >= wanted), WINDOW_SIDES[-1])
+
+
+def _window_side(max_window, kernel_size):
+    """``max_window`` as given, or :func:`refinement_window` for ``'auto'``."""
+    if isinstance(max_window, str):
+        if max_window != "auto":
+            raise ValueError(f"max_window must be an int, None or 'auto', got {max_window!r}")
+        return refinement_window(kernel_size)
+    return max_window
 
 
 def gradients(image):
@@ -273,6 +310,16 @@ def _solve_spd(matrix, rhs):
     return scipy.linalg.cho_solve(factor, rhs, check_finite=False)
 
 
+def _latent_image(image32, kernel, noise_std, *, sparse, quadratic_updates):
+    """(A1): the latent image under the sparse or the quadratic gradient prior, float64."""
+    if sparse:
+        latent = deconvolve(image32, kernel.astype(np.float32), noise_std=noise_std)
+    else:
+        latent = deconvolve(image32, kernel.astype(np.float32), method="wiener",
+                            noise_std=noise_std, n_iter=int(quadratic_updates))
+    return latent.astype(np.float64)
+
+
 def _select_edges(gradients, fraction):
     """Keep the ``fraction`` of pixels with the largest gradient magnitude (A2)."""
     magnitude = np.hypot(*gradients)
@@ -300,9 +347,10 @@ def _project(kernel, support, threshold):
 
 
 @one_blas_thread()
-def refine_kernel(image, kernel, *, n_iter=5, edge_fraction=0.05, regularisation=1e-3,
-                  threshold=0.05, support_threshold=0.05, support_dilation=1,
-                  noise_std=0.01, max_window=512):
+def refine_kernel(image, kernel, *, n_iter=3, n_sparse=1, quadratic_updates=2,
+                  edge_fraction=0.05, regularisation=1e-3, threshold=0.05,
+                  support_threshold=0.05, support_dilation=1, noise_std=0.01,
+                  max_window="auto"):
     """Sharpen a kernel estimate by alternating latent-image and kernel updates.
 
     Parameters
@@ -313,6 +361,15 @@ def refine_kernel(image, kernel, *, n_iter=5, edge_fraction=0.05, regularisation
         Initial estimate (the network's): non-negative, odd side.
     n_iter : int, optional
         Alternations of latent image and kernel (A1 to A7).
+    n_sparse : int, optional
+        The last ``n_sparse`` alternations compute the latent image with
+        the hyper-Laplacian prior; the earlier ones with the quadratic
+        gradient prior, a tenth of the cost (A1). ``n_sparse >= n_iter``:
+        the sparse prior throughout.
+    quadratic_updates : int, optional
+        Solves of the quadratic-prior latent image, each after
+        re-estimating the unobserved border band (``n_iter`` of
+        :func:`refdeblur.deconvolution.deconvolve`'s ``"wiener"`` method).
     edge_fraction : float, optional
         Share of the latent image's pixels whose gradients are kept (A2).
     regularisation : float, optional
@@ -327,11 +384,12 @@ def refine_kernel(image, kernel, *, n_iter=5, edge_fraction=0.05, regularisation
         refinement how it is distributed there.
     noise_std : float, optional
         Noise level given to the latent-image deconvolution (A1).
-    max_window : int or None, optional
-        Refine on the most textured square of at most this side (default
-        512 px; ``None``: the whole image). One alternation costs a
-        deconvolution of the window, so this bounds the time on large
-        photos (derivations/kernel_refinement.md, §3).
+    max_window : int, None or 'auto', optional
+        Refine on the most textured square of at most this side; ``None``:
+        the whole image; ``'auto'`` (default): :func:`refinement_window` of
+        the kernel's side (256 px for 17 px, 512 px for 25 and 33 px). One
+        alternation costs a deconvolution of the window, so this bounds the
+        time on large photos (derivations/kernel_refinement.md, §3).
 
     Returns
     -------
@@ -366,6 +424,10 @@ def refine_kernel(image, kernel, *, n_iter=5, edge_fraction=0.05, regularisation
                          f"small to refine a {size} px kernel")
     if not 0 < edge_fraction <= 1:
         raise ValueError(f"edge_fraction must be in (0, 1], got {edge_fraction!r}")
+    if int(n_iter) < 0 or int(n_sparse) < 0 or int(quadratic_updates) < 1:
+        raise ValueError(f"need n_iter >= 0, n_sparse >= 0 and quadratic_updates >= 1, "
+                         f"got {n_iter}, {n_sparse} and {quadratic_updates}")
+    max_window = _window_side(max_window, size)
     if max_window is not None and max(image.shape) > max_window:
         rows, cols = textured_window(image, max(int(max_window), 2 * size))
         image = image[rows, cols]
@@ -374,9 +436,11 @@ def refine_kernel(image, kernel, *, n_iter=5, edge_fraction=0.05, regularisation
     kernel_step = _KernelStep(gradients(image), size)                     # (A3)
     image32 = image.astype(np.float32)
     current = kernel
-    for _ in range(int(n_iter)):
-        latent = deconvolve(image32, current.astype(np.float32),            # (A1)
-                            noise_std=noise_std).astype(np.float64)
+    n_iter, n_sparse = int(n_iter), int(n_sparse)
+    for alternation in range(n_iter):
+        latent = _latent_image(image32, current, noise_std,                   # (A1)
+                               sparse=alternation >= n_iter - n_sparse,
+                               quadratic_updates=quadratic_updates)
         edges = _select_edges(gradients(latent), edge_fraction)           # (A2)
         if not any(np.any(e) for e in edges):
             break
@@ -389,7 +453,8 @@ def refine_kernel(image, kernel, *, n_iter=5, edge_fraction=0.05, regularisation
 
 
 @one_blas_thread()
-def refine_coarse_to_fine(image, kernel, scale_sizes, *, max_window=512, **options):
+def refine_coarse_to_fine(image, kernel, scale_sizes, *, max_window="auto", finer_n_iter=None,
+                          **options):
     """Refine a multi-scale network's kernel from its coarsest scale up (A8).
 
     Scale ``j`` of the network sees the image resized by ``m_j / m_J``
@@ -412,10 +477,14 @@ def refine_coarse_to_fine(image, kernel, scale_sizes, *, max_window=512, **optio
     scale_sizes : sequence of int
         Kernel sides of the scales, coarse to fine: odd, increasing,
         the first ``m_0``.
-    max_window : int or None, optional
+    max_window : int, None or 'auto', optional
         Refine on the most textured square of at most this side of the
-        finest scale (default 512 px), and on that square resized at the
-        coarser scales; ``None``: the whole image.
+        finest scale, and on that square resized at the coarser scales;
+        ``None``: the whole image; ``'auto'`` (default):
+        :func:`refinement_window` of the finest kernel side.
+    finer_n_iter : int, optional
+        Alternations at every scale but the coarsest, which starts from an
+        already refined kernel (default: ``n_iter``, as at the coarsest).
     **options
         Keyword arguments of :func:`refine_kernel` (all but
         ``max_window``), used at every scale.
@@ -452,14 +521,19 @@ def refine_coarse_to_fine(image, kernel, scale_sizes, *, max_window=512, **optio
     if min(image.shape) < 2 * finest:
         raise ValueError(f"the image ({image.shape[0]}x{image.shape[1]} px) is too "
                          f"small to refine a {finest} px kernel")
+    max_window = _window_side(max_window, finest)
     if max_window is not None and max(image.shape) > max_window:
         rows, cols = textured_window(image, max(int(max_window), 2 * finest))
         image = image[rows, cols]
     current = None
     for size, shape in zip(sizes, pyramid_shapes(image.shape, sizes)):    # the network's
         scaled = image if shape == image.shape else imresize(image, output_shape=shape)
-        start = kernel if current is None else resize_kernel(current, size)  # (A8)
-        current = refine_kernel(scaled, start, max_window=None, **options)
+        if current is None:
+            current = refine_kernel(scaled, kernel, max_window=None, **options)
+            continue
+        finer = options if finer_n_iter is None else {**options, "n_iter": finer_n_iter}
+        current = refine_kernel(scaled, resize_kernel(current, size),          # (A8)
+                                max_window=None, **finer)
     return current
 
 
