@@ -71,7 +71,10 @@ def test_auto_chooses_the_large_network_for_a_large_blur_and_reuses_its_estimate
         kernel, choice = estimate_kernel_and_size(large_blur)
     assert choice.kernel_size == 33 and choice.support_px > 25 - 4
     assert kernel.shape == (33, 33)
-    assert calls == [33]            # the measured estimate is the one returned
+    assert calls == [33]            # the measured network's kernel is refined again
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeblurWarning)
+        np.testing.assert_array_equal(kernel, estimate_kernel(large_blur, 33))
 
 
 def test_auto_is_the_default_and_gives_the_fixed_size_estimate(small_blur):

@@ -149,8 +149,10 @@ def choose_kernel_size(image, *, channel_axis=None, max_window=DEFAULT_MAX_WINDO
     never chose a window smaller than the true blur, though often a larger
     one than needed (``python benchmarks/bench_kernel_size.py
     --all-sizes``). :func:`estimate_kernel` does this
-    for ``kernel_size="auto"`` and reuses the 33 px estimate when 33 px is
-    chosen; this function gives the choice alone.
+    for ``kernel_size="auto"``, and when 33 px is chosen reuses the 33 px
+    network's kernel, refined again with the requested schedule (so that
+    the result equals ``kernel_size=33``); this function gives the choice
+    alone.
 
     Parameters
     ----------
@@ -212,13 +214,16 @@ def _choose(gray, max_window, refine):
                                  "no blur to measure"), window, None)
     probe_size = usable[-1]
     given = refine if isinstance(refine, dict) else {}
-    probe = _network_estimate(window, load_shipped_model(probe_size),
-                              {**SIZE_PROBE_REFINEMENT, **given})
+    probe_options = {**SIZE_PROBE_REFINEMENT, **given}
+    probe_net = load_shipped_model(probe_size)
+    mode, start = _network_kernel(window, probe_net, probe_options)
+    probe = (None if start is None
+             else _Probe(mode, start, _refine(window, start, mode, probe_net, probe_options)))
     if probe is None:
         _warn_no_kernel()
         return (KernelSizeChoice(usable[0], "auto", f"the {probe_size} px network gave "
                                  f"no usable kernel"), window, None)
-    support = 2 * kernel_support_radius(probe) + 1
+    support = 2 * kernel_support_radius(probe.measured) + 1
     needed = support + 2 * SIZE_MARGIN
     holding = [size for size in usable if size >= needed]
     measured = (f"the {probe_size} px estimate's support (values >= "
@@ -357,10 +362,13 @@ def _estimate_and_size(planes, kernel_size, model, max_window, refine):
         return _estimate(planes, size, None, max_window, refine), choice
     if choice.probe_size is None:   # flat image, or no kernel: warned
         return delta_kernel(size), choice
-    if size == choice.probe_size and refine:
-        kernel = probe   # the measured estimate is the one asked for
+    net = load_shipped_model(size)
+    if size == choice.probe_size and probe.mode == _network_kernel_mode(window, net, refine):
+        # the probe's network kernel is the one asked for; only the
+        # refinement's schedule differs (SIZE_PROBE_REFINEMENT)
+        kernel = _refine(window, probe.network_kernel, probe.mode, net, refine)
     else:
-        kernel = _network_estimate(window, load_shipped_model(size), refine)
+        kernel = _network_estimate(window, net, refine)
         if kernel is None:
             _warn_no_kernel()
             return delta_kernel(size), choice
@@ -395,18 +403,39 @@ def _estimate(planes, kernel_size, model, max_window, refine):
 
 def _network_estimate(window, net, refine):
     """Steps 4 to 6b on the window: the (refined) kernel, None if unusable."""
-    kernel_size = net.kernel_size
-    mode = (refinement_mode(refine, net) if min(window.shape) >= 2 * kernel_size
+    mode, kernel = _network_kernel(window, net, refine)
+    if kernel is None:
+        return None
+    return _refine(window, kernel, mode, net, refine)                   # 6b
+
+
+class _Probe(NamedTuple):
+    """The 33 px estimate that the automatic size choice measures."""
+
+    #: The refinement mode it was run in (:func:`refinement_mode`).
+    mode: str
+    #: The network's kernel that the refinement started from.
+    network_kernel: np.ndarray
+    #: The kernel refined with :data:`SIZE_PROBE_REFINEMENT`, whose support is measured.
+    measured: np.ndarray
+
+
+def _network_kernel_mode(window, net, refine):
+    """The refinement mode :func:`_network_kernel` runs in for these arguments."""
+    return (refinement_mode(refine, net) if min(window.shape) >= 2 * net.kernel_size
             else "none")
+
+
+def _network_kernel(window, net, refine):
+    """Steps 4 to 6: the refinement mode and the kernel it starts from (None if unusable)."""
+    mode = _network_kernel_mode(window, net, refine)
     # Coarse to fine (6b) starts from the coarsest scale's kernel alone, so
     # the finer scales need not run.
     output = network_fast.predict(                                      # 4, 5
         net, window.astype(net.dtype),
         n_scales=1 if mode == "coarse_to_fine" else None)
     scale_kernels = network_kernels(output)                             # 6
-    if scale_kernels is None:
-        return None
-    return _refine(window, scale_kernels[-1], mode, net, refine)        # 6b
+    return mode, (None if scale_kernels is None else scale_kernels[-1])
 
 
 def _warn_flat():
