@@ -64,6 +64,7 @@ from refdeblur.network import Network, build_network, stage_input
 from refdeblur.network_fast import stage_features
 from refdeblur.training.data import load_gray_images, validation_set, validation_split
 from refdeblur.training.schedule import phase_at, stagewise_schedule
+from refdeblur.training.trainer import fine_tuning_phases
 
 #: Noise of the protocol's pairs (that of training).
 NOISE_STD = 0.01
@@ -161,14 +162,16 @@ def stages_in_use(net, header):
     """Stages of the finest scale that a model file runs.
 
     A training checkpoint runs those of its stage-wise phase at its step
-    (later stages are untrained); any other file its ``inference_stages``,
-    else all.
+    (later stages are untrained), a fine-tuning checkpoint those of its
+    parent; any other file its ``inference_stages``, else all.
     """
     state = header.get("metadata", {}).get("training_state")
     arch = net.architecture
     if state is None:
         return arch.inference_stages or arch.n_stages
     config = state["config"]
+    if config.get("init_model"):        # a fine-tuning run trains its stages from step 0
+        return fine_tuning_phases(arch)[0].n_stages
     n_scales = len(arch.kernel_sizes)
     phases = stagewise_schedule(
         config["stage_steps"], config["frozen_steps"], arch.n_stages,
