@@ -276,3 +276,21 @@ def test_finer_scales_take_their_own_number_of_alternations():
                                                         finer_n_iter=3), same)
     assert not np.array_equal(refine_coarse_to_fine(blurry, coarse, (17, 25), finer_n_iter=1),
                               same)
+
+
+@pytest.mark.parametrize("fraction", [0.05, 0.1, 0.37, 1.0])
+def test_edge_selection_keeps_the_gradients_above_the_magnitude_quantile(fraction):
+    # (A2) as written: |grad|^2 >= the (1 - fraction) quantile of |grad|^2.
+    # The camera man's 8-bit grey levels give many ties at the threshold.
+    from skimage import data
+
+    from refdeblur.inference import refinement
+
+    for image in (data.camera()[::2, ::2] / 255.0,
+                  np.random.default_rng(5).standard_normal((97, 131))):
+        grads = gradients(image)
+        power = grads[0] ** 2 + grads[1] ** 2
+        keep = power >= np.quantile(power, 1.0 - fraction)
+        selected = refinement._select_edges(grads, fraction)
+        for got, grad in zip(selected, grads):
+            np.testing.assert_array_equal(got, grad * keep)
