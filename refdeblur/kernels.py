@@ -272,12 +272,13 @@ def blur_exceeds_window(kernel, threshold=BORDER_THRESHOLD):
     section (c): camera-shake kernels sampled at 9 to 41 px on five
     scikit-image photos, 1 % noise; "fits" = the true support, values
     >= 1 % of its peak, at least 2 px inside the window on every side;
-    "larger" = wider than the window). Refined 17 px estimates: fires on
-    16 % of the kernels that fit, silent on 25 % of the larger ones (the
-    mass rule it replaces, more than 3 % of the mass in the outer ring:
-    6 % and 57 %). Refined 25 px: 30 % and 33 % (mass rule: 7 % and 67 %).
-    Unrefined (``refine=False``) 17 px: 0 % and 80 %; 25 px: 23 % and 58 %
-    (mass rule: 0 % and 98 %; 48 % and 58 %). It misses fewer truncated
+    "larger" = wider than the window; 2026-12-04, commit 89d8709). Refined
+    17 px estimates: fires on 26 % of the kernels that fit, silent on 25 %
+    of the larger ones (the mass rule it replaces, more than 3 % of the
+    mass in the outer ring: 6 % and 57 %). Refined 25 px: 37 % and 33 %
+    (mass rule: 10 % and 58 %). Unrefined (``refine=False``) 17 px: 0 % and
+    80 %; 25 px: 23 % and 58 % (mass rule: 0 % and 98 %; 48 % and 58 %).
+    It misses fewer truncated
     blurs than the mass rule at the price of more false alarms on refined
     estimates; silence is no proof that the blur fits.
 
