@@ -13,7 +13,7 @@ The cases, fixed by ``--seed`` (default 777):
   px (default 255), not flat (:func:`refdeblur.training.data.is_flat`),
   blurred by camera shake sampled at sizes that fit the network (11 to
   17 px for 17 px, :func:`refdeblur.sample_kernel`), then Gaussian noise
-  of each of ``--noise-levels`` (default 0.01, 0.03, 0.05). Every level
+  of each of ``--noise-levels`` (default 0.01, 0.02, 0.03, 0.05). Every level
   has the same sharp crops and kernels; only the noise differs.
 * ``--condition text``: the same with synthetic document pages
   (:func:`refdeblur.training.documents.document_images`, 512 px, one page
@@ -28,12 +28,17 @@ Rows, each deconvolved by the same non-blind step
 noise estimated from the image) and scored alike (Levin et al.'s protocol,
 :func:`refdeblur.evaluation.levin.image_scores`): no deblurring (a delta
 kernel), the generic network alone (``refine=False``), the specific network
-alone, the default pipeline (generic network + refinement), the specific
-network + refinement, and the true kernel. Columns: mean PSNR up to shift,
-mean kernel error ``||k - k_true||²`` up to shift
+alone, the generic network + refinement (the default for photos with little
+noise), the specific network + refinement (these four with ``noise="low"``,
+which leaves ``refine`` as given), refdeblur's default (``estimate_kernel``
+with no model: the shipped networks and ``noise="auto"``, which takes the
+shipped high-noise network without refinement for photos whose estimated
+noise is at least ``HIGH_NOISE_STD``), and the true kernel. Columns: mean
+PSNR up to shift, mean kernel error ``||k - k_true||²`` up to shift
 (:func:`refdeblur.metrics.kernel_error_up_to_shift`), median error ratio ER
-(SSD over the true kernel's SSD) and the count of cases at ER ≤ 3, then the
-seconds per estimate. A last table gives the mean PSNR of every row at
+(SSD over the true kernel's SSD), the count of cases at ER ≤ 3, the
+warnings that the kernel reaches its window's border (all false: every
+true kernel fits), then the seconds per estimate. A last table gives the mean PSNR of every row at
 every level.
 
 A training checkpoint runs the stages that its run trains at its step (all
@@ -75,12 +80,13 @@ PAGE_SIZE = 512
 PAGE_STREAM = 5
 #: Crops drawn per pair before a flat one is accepted anyway.
 MAX_ATTEMPTS = 100
-DEFAULT_NOISE = {"noise": (0.01, 0.03, 0.05), "text": (0.01,)}
+DEFAULT_NOISE = {"noise": (0.01, 0.02, 0.03, 0.05), "text": (0.01,)}
 CONTENT = {"noise": "held-out photos", "text": "synthetic documents"}
 
 ROWS = ("no deblurring (delta kernel)", "generic network alone", "specific network alone",
-        "generic network + refinement (default)", "specific network + refinement",
-        "true kernel")
+        "generic network + refinement (noise='low')", "specific network + refinement",
+        "default, noise='auto' (shipped networks)", "true kernel")
+TRUE_ROW = ROWS[-1]
 
 
 @dataclasses.dataclass
@@ -216,27 +222,36 @@ def draw_cases(images, n, side, kernel_size, rng, *, one_per_image=False):
 # --------------------------------------------------------------------------
 
 def estimates(blurry, true_kernel, generic, specific):
-    """Row label -> (kernel, seconds of its estimate or NaN)."""
+    """Row label -> (kernel, seconds of its estimate or NaN, border warnings)."""
     size = true_kernel.shape[0]
-    kernels = {ROWS[0]: (delta_kernel(size), np.nan), ROWS[5]: (true_kernel, np.nan)}
-    for label, net, refine in ((ROWS[1], generic, False), (ROWS[2], specific, False),
-                               (ROWS[3], generic, True), (ROWS[4], specific, True)):
+    kernels = {ROWS[0]: (delta_kernel(size), np.nan, 0), TRUE_ROW: (true_kernel, np.nan, 0)}
+    # noise="low" keeps each row's refine as given; the default row decides
+    # the condition from the image, as refdeblur deblur does.
+    for label, net, options in (
+            (ROWS[1], generic, dict(refine=False, noise="low")),
+            (ROWS[2], specific, dict(refine=False, noise="low")),
+            (ROWS[3], generic, dict(refine=True, noise="low")),
+            (ROWS[4], specific, dict(refine=True, noise="low")),
+            (ROWS[5], None, {})):
         started = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeblurWarning)
-            kernel = estimate_kernel(blurry, size, model=net, refine=refine)
-        kernels[label] = (kernel, time.perf_counter() - started)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DeblurWarning)
+            kernel = estimate_kernel(blurry, size, model=net, **options)
+        border = sum("border" in str(w.message) for w in caught
+                     if issubclass(w.category, DeblurWarning))
+        kernels[label] = (kernel, time.perf_counter() - started, border)
     return kernels
 
 
 def score_level(cases, noise_std, rng, generic, specific):
     """Per row: arrays of PSNR, kernel error, SSD and seconds over the cases."""
-    results = {label: {"psnr": [], "kernel_error": [], "ssd": [], "seconds": []}
+    results = {label: {"psnr": [], "kernel_error": [], "ssd": [], "seconds": [],
+                       "warnings": []}
                for label in ROWS}
     for case in cases:
         blurry = add_noise(case.blurred, noise_std, rng)
-        for label, (kernel, seconds) in estimates(blurry, case.kernel,
-                                                  generic, specific).items():
+        for label, (kernel, seconds, border) in estimates(blurry, case.kernel,
+                                                          generic, specific).items():
             scores = levin.image_scores(levin.deconvolve_for_benchmark(blurry, kernel),
                                         case.sharp)
             row = results[label]
@@ -244,13 +259,14 @@ def score_level(cases, noise_std, rng, generic, specific):
             row["ssd"].append(scores["ssd"])
             row["kernel_error"].append(kernel_error_up_to_shift(kernel, case.kernel))
             row["seconds"].append(seconds)
+            row["warnings"].append(border)
     return {label: {key: np.array(values) for key, values in row.items()}
             for label, row in results.items()}
 
 
 def level_rows(results):
     """Formatted table rows of one noise level."""
-    ssd_true = np.maximum(results[ROWS[5]]["ssd"], np.finfo(float).tiny)
+    ssd_true = np.maximum(results[TRUE_ROW]["ssd"], np.finfo(float).tiny)
     rows = []
     for label in ROWS:
         row = results[label]
@@ -258,6 +274,7 @@ def level_rows(results):
         seconds = row["seconds"]
         rows.append([label, f"{row['psnr'].mean():.2f}", f"{row['kernel_error'].mean():.5f}",
                      f"{np.median(ratios):.2f}", str(int(np.sum(ratios <= 3))),
+                     str(int(np.sum(row["warnings"]))),
                      "–" if np.all(np.isnan(seconds)) else f"{np.nanmean(seconds):.2f}"])
     return rows
 
@@ -293,7 +310,7 @@ def build_parser():
                              "$REFDEBLUR_TRAIN_DATA)")
     parser.add_argument("--noise-levels", type=parse_levels, default=None,
                         help="comma-separated noise standard deviations (default: "
-                             "0.01,0.03,0.05 for noise, 0.01 for text)")
+                             "0.01,0.02,0.03,0.05 for noise, 0.01 for text)")
     parser.add_argument("--pairs", type=int, default=None,
                         help="pairs per noise level (default: 24, or 6 with --quick)")
     parser.add_argument("--side", type=int, default=255,
@@ -375,7 +392,7 @@ def main(argv=None):
     print(f"load average: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
     header = ["row", "PSNR (dB)", "kernel error", "median ER", f"ER ≤ 3 (of {n_pairs})",
-              "s / estimate"]
+              "border warnings", "s / estimate"]
     psnr_by_level = {}
     for index, noise_std in enumerate(levels):
         rng = np.random.default_rng([args.seed, index])    # the noise of this level

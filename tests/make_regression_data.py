@@ -5,7 +5,9 @@ the kernels it estimates on a fixed input (the centre of the README's sample
 photo): the last stage's kernel of every scale (``k{size}_scale{j}``, the
 finest is also ``k{size}_network``), and the default estimate with the
 kernel refinement of step 6b (``k{size}``), together with the SHA-256 of the
-model file. ``test_regression.py`` then fails whenever inference or a shipped model changes the result, so the
+model file; for every network fine-tuned for a condition, its kernel
+(``k{size}_{condition}_network``, the one ``noise="high"`` returns) and
+SHA-256. ``test_regression.py`` then fails whenever inference or a shipped model changes the result, so the
 change is seen and the file is regenerated on purpose.
 """
 
@@ -17,8 +19,8 @@ from refdeblur.image_io import read_image
 from refdeblur.inference import network_kernels
 from refdeblur.network_fast import predict
 from refdeblur.inference.refinement import refine_coarse_to_fine
-from refdeblur.models import (SHIPPED_KERNEL_SIZES, load_shipped_model, model_sha256,
-                              shipped_model_path)
+from refdeblur.models import (SHIPPED_CONDITIONS, SHIPPED_KERNEL_SIZES, load_shipped_model,
+                              model_sha256, shipped_model_path)
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data" / "shipped_regression.npz"
@@ -48,6 +50,13 @@ def estimates():
         arrays[f"k{size}"] = refine_coarse_to_fine(
             image, scale_kernels[0], net.architecture.kernel_sizes)
         arrays[f"k{size}_sha256"] = np.array(model_sha256(path))
+    for condition, sizes in SHIPPED_CONDITIONS.items():
+        for size in sizes:
+            net = load_shipped_model(size, condition=condition)
+            kernel = network_kernels(predict(net, image.astype(net.dtype)))[-1]
+            arrays[f"k{size}_{condition}_network"] = kernel
+            arrays[f"k{size}_{condition}_sha256"] = np.array(
+                model_sha256(shipped_model_path(size, condition)))
     return arrays
 
 

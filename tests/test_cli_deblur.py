@@ -66,9 +66,12 @@ def test_deblur_writes_image_kernel_and_report(photo, tmp_path):
     kernel_png = read_image_raw(tmp_path / "photo_deblurred_kernel.png")
     assert kernel_png.shape[0] >= 256 and kernel_png.max() == 255
     record = json.loads(report.read_text())
-    assert record["refdeblur_version"] and len(record["model_sha256"]) == 64
-    assert record["parameters"]["refinement"] == "single_scale"
+    assert record["refdeblur_version"] and record["model"] is None
+    assert all(len(entry["sha256"]) == 64 for entry in record["models"])
+    assert record["parameters"]["noise"] == "auto"
     (image,) = record["images"]
+    assert image["refinement"] == "single_scale"
+    assert image["noise"]["condition"] == "low" and image["noise"]["network"] == "k17.npz"
     kernel = np.array(image["kernel"])
     assert kernel.shape == (17, 17) and abs(kernel.sum() - 1) < 1e-6
     assert image["seconds"] > 0 and image["output"].endswith("photo_deblurred.png")
@@ -82,7 +85,7 @@ def test_no_refine_gives_the_network_kernel_and_says_so(photo, tmp_path):
     assert result.returncode == 0, result.stderr
     record = json.loads(report.read_text())
     assert record["parameters"]["refine"] is False
-    assert record["parameters"]["refinement"] == "none"
+    assert record["images"][0]["refinement"] == "none"
     kernel = np.array(record["images"][0]["kernel"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeblurWarning)

@@ -102,7 +102,8 @@ def test_auto_with_a_model_uses_its_size():
         warnings.simplefilter("ignore", DeblurWarning)
         kernel, choice = estimate_kernel_and_size(image, model=net, refine=False)
     assert kernel.shape == (17, 17)
-    assert choice == KernelSizeChoice(17, "model", "the model's kernel size")
+    assert choice._replace(noise=None) == KernelSizeChoice(17, "model", "the model's kernel size")
+    assert choice.noise.network == "model given" and not choice.noise.refined
 
 
 def test_auto_on_an_image_too_small_for_the_larger_networks_says_so():
@@ -132,7 +133,8 @@ def test_json_report_and_cli_line_name_the_chosen_size(tmp_path, large_blur, cap
     record = json.loads(report.read_text())
     assert record["parameters"]["kernel_size"] == "auto"
     assert record["model"] is None
-    assert [entry["kernel_size"] for entry in record["models"]] == [17, 25, 33]
+    assert [(entry["kernel_size"], entry["condition"]) for entry in record["models"]] == [
+        (17, None), (25, None), (33, None), (17, "high_noise")]
     (image,) = record["images"]
     assert image["kernel_size"] == 33 == len(image["kernel"])
     choice = image["kernel_size_choice"]

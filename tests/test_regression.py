@@ -20,8 +20,8 @@ from refdeblur.inference import network_kernels  # noqa: E402
 from refdeblur.network_fast import predict  # noqa: E402
 from refdeblur._engine import HAVE_NUMBA  # noqa: E402
 from refdeblur.inference.refinement import refine_coarse_to_fine, refine_kernel  # noqa: E402
-from refdeblur.models import (SHIPPED_KERNEL_SIZES, load_shipped_model,  # noqa: E402
-                              model_sha256, shipped_model_path)
+from refdeblur.models import (SHIPPED_CONDITIONS, SHIPPED_KERNEL_SIZES,  # noqa: E402
+                              load_shipped_model, model_sha256, shipped_model_path)
 
 
 @pytest.mark.parametrize("size", SHIPPED_KERNEL_SIZES)
@@ -67,3 +67,18 @@ def test_shipped_model_reproduces_its_stored_kernel(size):
         warnings.simplefilter("ignore", DeblurWarning)
         finest_only = estimate_kernel(image, size, refine={"coarse_to_fine": False})
     np.testing.assert_array_equal(finest_only, refine_kernel(image, network_kernel))
+
+
+@pytest.mark.parametrize("size, condition", [
+    (size, condition) for condition, sizes in SHIPPED_CONDITIONS.items() for size in sizes])
+def test_fine_tuned_model_reproduces_its_stored_kernel(size, condition):
+    with np.load(DATA, allow_pickle=False) as archive:
+        stored = {key: archive[key] for key in archive.files}
+    key = f"k{size}_{condition}"
+    assert model_sha256(shipped_model_path(size, condition)) == str(stored[f"{key}_sha256"]), (
+        f"the shipped {key} model changed; regenerate {DATA.name} with "
+        f"python tests/make_regression_data.py")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeblurWarning)
+        kernel = estimate_kernel(fixed_input(), size, noise="high")
+    np.testing.assert_allclose(kernel, stored[f"{key}_network"], rtol=1e-4, atol=1e-6)

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from ..distributed import dask_client, deblur_files_distributed, require_distributed
-from ..inference import DECONVOLUTION_METHODS, DEFAULT_MAX_WINDOW
+from ..inference import DECONVOLUTION_METHODS, DEFAULT_MAX_WINDOW, HIGH_NOISE_STD
 from ..inference.files import (OUTPUT_NAMES, collect_inputs, deblur_files, plan_outputs,
                                report_header, write_report)
 from ..model_io import load_model
-from ..models import SHIPPED_KERNEL_SIZES, load_shipped_model, shipped_model_path
+from ..models import SHIPPED_KERNEL_SIZES
 
 DEBLUR_EXAMPLES = """\
 examples:
@@ -93,6 +93,13 @@ def add_deblur_parser(subparsers, user_error):
                              "refinement by alternating minimisation (step "
                              "6b, not in the paper; derivations/"
                              "kernel_refinement.md)")
+    parser.add_argument("--noise", choices=("auto", "low", "high"), default="auto",
+                        help="the photo's noise: high uses the network fine-tuned "
+                             "for heavy noise where one is shipped (17 px) and "
+                             "skips the refinement, which makes noisy estimates "
+                             "worse; auto (default): high when the noise estimated "
+                             f"on the luminance is at least {HIGH_NOISE_STD} (on "
+                             "[0, 1]); the report says which and why")
     parser.add_argument("--model", type=Path,
                         help="model file to use instead of the shipped one")
     parser.add_argument("--nonuniform", action="store_true",
@@ -167,6 +174,9 @@ def _check_nonuniform(args, user_error):
     if args.nonuniform and args.method != "hyper_laplacian":
         raise user_error(f"--nonuniform deconvolves with hyper_laplacian only, not "
                          f"--method {args.method}")
+    if args.nonuniform and args.noise != "auto":
+        raise user_error(f"--nonuniform estimates with the generic networks; --noise "
+                         f"{args.noise} is for a uniform blur")
 
 
 def _check_named_outputs(args, inputs, user_error):
@@ -191,13 +201,11 @@ def _check_named_outputs(args, inputs, user_error):
 def _model(args, user_error):
     """The network and its file; ``--model`` overrides ``--kernel-size``.
 
-    None for both with ``--kernel-size auto`` and no ``--model``: each
-    image's network is chosen from it.
+    None for both without ``--model``: each image's network is chosen from
+    its blur (``--kernel-size auto``) and noise (``--noise``).
     """
     if args.model is None:
-        if args.kernel_size == "auto":
-            return None, None
-        return load_shipped_model(args.kernel_size), shipped_model_path(args.kernel_size)
+        return None, None
     try:
         model = load_model(args.model).astype(np.float32)
     except (OSError, ValueError) as error:
@@ -220,10 +228,10 @@ def run_deblur(args, user_error):
                   f"clashes; see 'output names' in --help)", file=sys.stderr)
     report = report_header(model, model_path, kernel_size=args.kernel_size,
                            method=args.method, noise_std=args.noise_std,
-                           max_window=args.max_window, refine=args.refine)
+                           max_window=args.max_window, refine=args.refine, noise=args.noise)
     options = dict(overwrite=args.overwrite, kernel_size=args.kernel_size, model=model,
                    method=args.method, noise_std=args.noise_std,
-                   max_window=args.max_window or None, refine=args.refine)
+                   max_window=args.max_window or None, refine=args.refine, noise=args.noise)
     if args.nonuniform:
         grid = tuple(args.grid) if args.grid is not None else None
         options.update(nonuniform=True, grid=grid)

@@ -20,7 +20,8 @@ import numpy as np
 
 from .._version import __version__
 from ..image_io import find_images, read_image_raw, write_image, write_json
-from ..models import SHIPPED_KERNEL_SIZES, load_shipped_model, model_sha256, shipped_model_path
+from ..models import (SHIPPED_CONDITIONS, SHIPPED_KERNEL_SIZES, load_shipped_model,
+                      model_sha256, shipped_model_path)
 from ..nonuniform.pipeline import DEFAULT_REFINE, deblur_nonuniform, estimate_kernels_nonuniform
 from .pipeline import DEFAULT_MAX_WINDOW, DeblurWarning, deblur, estimate_kernel_and_size
 from .refinement import refinement_mode
@@ -346,8 +347,8 @@ def kernel_field_image(kernels, centres, image_shape, *, min_side=512):
 
 
 def deblur_file(source, sharp_path, kernel_path, *, kernel_size, model,
-                max_window=DEFAULT_MAX_WINDOW, refine=True, nonuniform=False, grid=None,
-                **options):
+                max_window=DEFAULT_MAX_WINDOW, refine=True, noise="auto", nonuniform=False,
+                grid=None, **options):
     """Deblur one image file; write the sharp image and the kernel picture.
 
     Parameters
@@ -364,8 +365,10 @@ def deblur_file(source, sharp_path, kernel_path, *, kernel_size, model,
     model : Network or None
         The network (see :func:`refdeblur.deblur`); None for the shipped one
         of the size used.
-    max_window, refine
-        Of the kernel estimate (:func:`refdeblur.estimate_kernel`).
+    max_window, refine, noise
+        Of the kernel estimate (:func:`refdeblur.estimate_kernel`); the
+        non-uniform estimate takes only ``noise="auto"`` and uses the
+        generic networks.
     nonuniform : bool, optional
         Estimate one kernel per patch and deblur with them
         (:func:`deblur_file_nonuniform`, which ``grid`` goes to).
@@ -378,7 +381,9 @@ def deblur_file(source, sharp_path, kernel_path, *, kernel_size, model,
         The file's entry of the report: paths, shape, type, seconds, the
         :class:`DeblurWarning` messages, the kernel size used with how it
         was chosen (``kernel_size_choice``: mode, reason, measured support
-        in px, the network measured), the refinement mode and the kernel.
+        in px, the network measured), the noise condition with the network
+        used (``noise``, :meth:`refdeblur.inference.NoiseChoice.as_dict`),
+        the refinement mode and the kernel.
 
     Raises
     ------
@@ -388,6 +393,9 @@ def deblur_file(source, sharp_path, kernel_path, *, kernel_size, model,
         If an output cannot be written.
     """
     if nonuniform:
+        if noise != "auto":
+            raise ImageFileError(f"{source}: noise={noise!r} is not available for "
+                                 f"the non-uniform estimate")
         return deblur_file_nonuniform(source, sharp_path, kernel_path, kernel_size=kernel_size,
                                       model=model, grid=grid, max_window=max_window,
                                       refine=refine, **options)
@@ -399,7 +407,7 @@ def deblur_file(source, sharp_path, kernel_path, *, kernel_size, model,
         try:
             kernel, choice = estimate_kernel_and_size(
                 image, kernel_size, channel_axis=channel_axis, model=model,
-                max_window=max_window, refine=refine)
+                max_window=max_window, refine=refine, noise=noise)
             sharp, kernel = deblur(image, channel_axis=channel_axis, model=model,
                                    kernel=kernel, **options)
         except ValueError as error:
@@ -422,8 +430,10 @@ def deblur_file(source, sharp_path, kernel_path, *, kernel_size, model,
         "dtype": str(image.dtype), "seconds": round(seconds, 3),
         "warnings": messages, "kernel_size": choice.kernel_size,
         "kernel_size_choice": choice.as_dict(),
-        "refinement": refinement_mode(refine, model if model is not None
-                                      else load_shipped_model(choice.kernel_size)),
+        "noise": choice.noise.as_dict(),
+        "refinement": (refinement_mode(refine, model if model is not None
+                                       else load_shipped_model(choice.kernel_size))
+                       if choice.noise.refined else "none"),
         "kernel": np.round(kernel, 8).tolist(),
     }
 
@@ -589,22 +599,27 @@ def deblur_files(plans, *, overwrite=False, **options):
         yield deblur_plan(plan, overwrite=overwrite, **options)
 
 
-def report_header(model, model_path, *, kernel_size, method, noise_std, max_window, refine):
+def report_header(model, model_path, *, kernel_size, method, noise_std, max_window, refine,
+                  noise="auto"):
     """The report's fields common to all images; ``images`` starts empty.
 
     Records the version, the model file and its SHA-256, and the
     parameters, with the refinement mode the model gets
     (:func:`refdeblur.inference.refinement.refinement_mode`). Without a
-    model (``kernel_size='auto'``: each image's network is chosen from it)
-    ``model``, ``model_sha256`` and the refinement are None and ``models``
-    lists every shipped network with its SHA-256; each image's entry names
-    its kernel size and refinement (:func:`deblur_file`).
+    model (the shipped networks: each image's network is chosen from its
+    blur and noise) ``model``, ``model_sha256`` and the refinement are None
+    and ``models`` lists every shipped network with its condition (None for
+    the generic ones) and SHA-256; each image's entry names its kernel
+    size, network and refinement (:func:`deblur_file`).
     """
     if model is None:
-        paths = {size: shipped_model_path(size) for size in SHIPPED_KERNEL_SIZES}
-        models = {"models": [{"kernel_size": size, "path": str(path),
-                              "sha256": model_sha256(path)}
-                             for size, path in paths.items()]}
+        shipped = [(size, None) for size in SHIPPED_KERNEL_SIZES] + [
+            (size, condition) for condition, sizes in SHIPPED_CONDITIONS.items()
+            for size in sizes]
+        models = {"models": [{"kernel_size": size, "condition": condition,
+                              "path": str(shipped_model_path(size, condition)),
+                              "sha256": model_sha256(shipped_model_path(size, condition))}
+                             for size, condition in shipped]}
         model_fields = {"model": None, "model_sha256": None, **models}
         refinement = None
     else:
@@ -613,7 +628,7 @@ def report_header(model, model_path, *, kernel_size, method, noise_std, max_wind
     return {"refdeblur_version": __version__, **model_fields,
             "parameters": {"kernel_size": kernel_size, "method": method,
                            "noise_std": noise_std, "max_window": max_window,
-                           "refine": refine, "refinement": refinement},
+                           "refine": refine, "noise": noise, "refinement": refinement},
             "images": []}
 
 

@@ -23,7 +23,9 @@ each (``derivations/inference.md`` maps each one to its MATLAB equivalent):
    6b. then (default) **refined** by a few alternations of latent image and
    kernel updates confined to its support, coarse to fine over the
    network's scales (:mod:`~refdeblur.inference.refinement`; not in the
-   paper);
+   paper); a photo whose estimated noise is high (``noise="auto"``,
+   :func:`choose_noise_condition`) gets the network fine-tuned for heavy
+   noise where one is shipped, and no refinement;
 7. **non-blind deconvolution** -- every colour channel, with the hyper-
    Laplacian prior (default) or Wiener (:func:`refdeblur.deconvolution.
    deconvolve`), or the network's own image quotient
@@ -40,18 +42,19 @@ import numpy as np
 
 from .. import network_fast
 from .._engine.threads import one_blas_thread
-from ..deconvolution import deconvolve
+from ..deconvolution import deconvolve, estimate_noise_std
 from ..kernels import (SUPPORT_THRESHOLD, blur_exceeds_window, delta_kernel,
                        kernel_support_radius)
-from ..models import SHIPPED_KERNEL_SIZES, load_shipped_model
+from ..models import SHIPPED_KERNEL_SIZES, has_shipped_model, load_shipped_model
 from .network_estimate import network_deconvolve, network_kernels, resolve_model
 from .preparation import (luminance, merge_channels, split_channels, textured_window,
                           to_unit_float, unsaturated)
 from .refinement import refine_coarse_to_fine, refine_kernel, refinement_mode
 
-__all__ = ["DeblurWarning", "KernelSizeChoice", "choose_kernel_size",
-           "estimate_kernel_and_size", "estimate_kernel", "deblur",
-           "DECONVOLUTION_METHODS", "DEFAULT_MAX_WINDOW", "SIZE_MARGIN", "FLAT_STD"]
+__all__ = ["DeblurWarning", "KernelSizeChoice", "NoiseChoice", "choose_kernel_size",
+           "choose_noise_condition", "estimate_kernel_and_size", "estimate_kernel", "deblur",
+           "DECONVOLUTION_METHODS", "DEFAULT_MAX_WINDOW", "SIZE_MARGIN", "FLAT_STD",
+           "HIGH_NOISE_STD", "NOISE_CONDITIONS"]
 
 #: Side of the largest square the kernel is estimated on (step 3).
 DEFAULT_MAX_WINDOW = 1024
@@ -67,6 +70,18 @@ SIZE_MARGIN = 2
 #: An image whose luminance varies less than this (standard deviation of the
 #: unsaturated pixels, on [0, 1]) has no edges to estimate a blur from.
 FLAT_STD = 2e-3
+
+#: The ``noise`` arguments: ``'auto'`` decides from the photo, ``'low'`` and
+#: ``'high'`` are the two conditions.
+NOISE_CONDITIONS = ("auto", "low", "high")
+
+#: ``noise="auto"`` takes a photo as noisy when the noise estimated on its
+#: luminance (:func:`refdeblur.deconvolution.estimate_noise_std`) is at least
+#: this, on [0, 1]. Between the levels measured by
+#: ``benchmarks/bench_specific.py``: at 0.01 the refined generic estimate is
+#: the best, at 0.03 and 0.05 the high-noise network's own kernel
+#: (derivations/inference.md, "Noisy photos").
+HIGH_NOISE_STD = 0.02
 
 
 class DeblurWarning(UserWarning):
@@ -95,11 +110,45 @@ class KernelSizeChoice(NamedTuple):
     #: Kernel size of the network whose estimate was measured; None where
     #: none was.
     probe_size: int = None
+    #: The noise condition the estimate was made for (:class:`NoiseChoice`);
+    #: None from :func:`choose_kernel_size`, which does not decide it.
+    noise: "NoiseChoice" = None
 
     def as_dict(self):
-        """The choice as JSON-ready values, without ``kernel_size``."""
+        """The choice as JSON-ready values, without ``kernel_size`` and ``noise``."""
         return {"mode": self.mode, "reason": self.reason,
                 "support_px": self.support_px, "probe_size": self.probe_size}
+
+
+class NoiseChoice(NamedTuple):
+    """Which noise condition a kernel was estimated for, and what it changed.
+
+    Part of :class:`KernelSizeChoice` (``choice.noise``) from
+    :func:`estimate_kernel_and_size`; :meth:`as_dict` is what ``refdeblur
+    deblur`` writes to its report.
+    """
+
+    #: ``'low'`` or ``'high'``.
+    condition: str
+    #: ``'auto'`` (decided from the photo) or ``'given'``.
+    mode: str
+    #: Noise standard deviation estimated on the luminance, on [0, 1]; None
+    #: where the condition was given.
+    estimated_std: float
+    #: The network used: a shipped file's name (``'k17_high_noise.npz'``)
+    #: or ``'model given'``.
+    network: str
+    #: Whether the network's kernel was refined (step 6b).
+    refined: bool
+    #: One sentence saying why.
+    reason: str
+
+    def as_dict(self):
+        """The choice as JSON-ready values."""
+        return {"condition": self.condition, "mode": self.mode,
+                "estimated_std": (None if self.estimated_std is None
+                                  else round(self.estimated_std, 5)),
+                "network": self.network, "refined": self.refined, "reason": self.reason}
 
 
 def _warn(message):
@@ -127,6 +176,95 @@ def check_kernel_size_argument(kernel_size):
 #: 26 to 24 cases at ER <= 3; with three sparse alternations a 3 px streak
 #: measures 19 px (derivations/kernel_refinement.md, §3).
 SIZE_PROBE_REFINEMENT = {"n_iter": 5, "n_sparse": 5}
+
+
+def check_noise_argument(noise):
+    """One of :data:`NOISE_CONDITIONS`; anything else is a ValueError naming them."""
+    if isinstance(noise, str) and noise in NOISE_CONDITIONS:
+        return noise
+    raise ValueError(f"noise must be one of {', '.join(map(repr, NOISE_CONDITIONS))}, "
+                     f"got {noise!r}")
+
+
+def choose_noise_condition(image, *, channel_axis=None):
+    """Whether a photo counts as noisy (``noise="auto"``): ``'low'`` or ``'high'``.
+
+    The noise standard deviation is estimated on the luminance by
+    :func:`refdeblur.deconvolution.estimate_noise_std`, as the smaller of
+    its two estimators (Immerkaer's and the Haar MAD): blur makes both
+    accurate (0.0101 and 0.0103 on average for noise of 0.01), while
+    image detail left by a small blur or none inflates each in its own
+    way. At :data:`HIGH_NOISE_STD` or more the photo is ``'high'``.
+
+    Parameters
+    ----------
+    image : ndarray
+        Blurry photo, as for :func:`estimate_kernel`.
+    channel_axis : int, optional
+        Axis of the colour channels; ``None`` for a grey image.
+
+    Returns
+    -------
+    condition : {'low', 'high'}
+    estimated_std : float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skimage import data
+    >>> from refdeblur.inference import choose_noise_condition
+    >>> photo = data.camera()[::4, ::4] / 255.0
+    >>> choose_noise_condition(photo)[0]
+    'low'
+    >>> noisy = photo + 0.05 * np.random.default_rng(0).standard_normal(photo.shape)
+    >>> choose_noise_condition(noisy)[0]
+    'high'
+    """
+    as_float, _ = to_unit_float(image)
+    planes, _ = split_channels(as_float, channel_axis)
+    return _noise_condition(luminance(planes))
+
+
+def _noise_condition(gray):
+    # Both estimators read image detail as noise, Immerkaer's on sharp
+    # edges (0.033 on the sharp camera image at 128 px), the Haar MAD on
+    # fine texture; under noise both are within a few per cent of it, so
+    # the smaller is the safer reading.
+    estimated = min(float(estimate_noise_std(gray)),
+                    float(estimate_noise_std(gray, estimator="haar_mad")))
+    return ("high" if estimated >= HIGH_NOISE_STD else "low"), estimated
+
+
+def _noise_plan(gray, noise, kernel_size, model, refine):
+    """The noise condition, the network for it and the refinement (NoiseChoice, net, refine).
+
+    Under ``'high'`` the network fine-tuned for heavy noise is used where
+    one is shipped for ``kernel_size`` and no ``model`` is given, and
+    ``refine=True`` does not refine: at noise 0.03 and 0.05 the refinement
+    made every network's estimate worse (``benchmarks/bench_specific.py``).
+    A ``refine`` dict refines whatever the noise.
+    """
+    if noise == "auto":
+        condition, estimated = _noise_condition(gray)
+        why = (f"noise estimated at {estimated:.4f} (on [0, 1]), "
+               f"{'at least' if condition == 'high' else 'below'} {HIGH_NOISE_STD}")
+    else:
+        condition, estimated, why = noise, None, f"noise={noise!r} given"
+    if model is not None:
+        net, network = resolve_model(kernel_size, model), "model given"
+    elif condition == "high" and has_shipped_model(kernel_size, "high_noise"):
+        net = load_shipped_model(kernel_size, condition="high_noise")
+        network = f"k{kernel_size}_high_noise.npz"
+    else:
+        net, network = resolve_model(kernel_size), f"k{kernel_size}.npz"
+        if condition == "high":
+            why += f"; no high-noise network is shipped for {kernel_size} px"
+    if condition == "high" and refine is True:
+        refine = False
+        why += "; not refined, as the refinement measured worse under heavy noise"
+    refined = refinement_mode(refine, net) != "none"
+    return NoiseChoice(condition, "auto" if noise == "auto" else "given", estimated,
+                       network, refined, why), net, refine
 
 
 @one_blas_thread()
@@ -241,12 +379,12 @@ def _choose(gray, max_window, refine):
 
 @one_blas_thread()
 def estimate_kernel_and_size(image, kernel_size="auto", *, channel_axis=None, model=None,
-                             max_window=DEFAULT_MAX_WINDOW, refine=True):
+                             max_window=DEFAULT_MAX_WINDOW, refine=True, noise="auto"):
     """:func:`estimate_kernel`, and which kernel size it used and why.
 
     Parameters
     ----------
-    image, kernel_size, channel_axis, model, max_window, refine
+    image, kernel_size, channel_axis, model, max_window, refine, noise
         As for :func:`estimate_kernel`.
 
     Returns
@@ -256,7 +394,9 @@ def estimate_kernel_and_size(image, kernel_size="auto", *, channel_axis=None, mo
     choice : KernelSizeChoice
         ``m``, and how it was chosen: ``'auto'`` (:func:`choose_kernel_size`),
         ``'fixed'`` (``kernel_size`` given) or ``'model'`` (``model``'s
-        size, for ``kernel_size="auto"`` with a model).
+        size, for ``kernel_size="auto"`` with a model); ``choice.noise``
+        (:class:`NoiseChoice`): the noise condition, the network used and
+        whether its kernel was refined.
 
     Examples
     --------
@@ -269,12 +409,12 @@ def estimate_kernel_and_size(image, kernel_size="auto", *, channel_axis=None, mo
     as_float, _ = to_unit_float(image)                                  # 1
     planes, _ = split_channels(as_float, channel_axis)                  # 2
     return _estimate_and_size(planes, check_kernel_size_argument(kernel_size), model,
-                              max_window, refine)
+                              max_window, refine, check_noise_argument(noise))
 
 
 @one_blas_thread()
 def estimate_kernel(image, kernel_size="auto", *, channel_axis=None, model=None,
-                    max_window=DEFAULT_MAX_WINDOW, refine=True):
+                    max_window=DEFAULT_MAX_WINDOW, refine=True, noise="auto"):
     """Estimate the camera-shake blur kernel of a photo (steps 1-6).
 
     Parameters
@@ -307,8 +447,18 @@ def estimate_kernel(image, kernel_size="auto", *, channel_axis=None, model=None,
         single-scale one at its one scale (:func:`refdeblur.inference.
         refinement.refine_kernel`). A dict gives that function's
         keyword arguments, plus ``coarse_to_fine=False`` to refine only
-        the finest scale's kernel; False returns the network's kernel as
-        it is.
+        the finest scale's kernel, and refines whatever ``noise`` says;
+        True refines except under high noise, where the refinement
+        measured worse than the network's own kernel; False returns the
+        network's kernel as it is.
+    noise : {'auto', 'low', 'high'}, optional
+        The photo's noise condition. ``'high'``: the network fine-tuned
+        for heavy noise (where one is shipped for the kernel size and no
+        ``model`` is given: 17 px) and, with ``refine=True``, no
+        refinement. ``'auto'`` (default): ``'high'`` when the noise
+        estimated on the luminance is at least :data:`HIGH_NOISE_STD`
+        (0.02), else ``'low'`` (:func:`choose_noise_condition`).
+        :func:`estimate_kernel_and_size` says which was used and why.
 
     Returns
     -------
@@ -344,26 +494,33 @@ def estimate_kernel(image, kernel_size="auto", *, channel_axis=None, model=None,
     as_float, _ = to_unit_float(image)                                  # 1
     planes, _ = split_channels(as_float, channel_axis)                  # 2
     kernel, _ = _estimate_and_size(planes, check_kernel_size_argument(kernel_size), model,
-                                   max_window, refine)
+                                   max_window, refine, check_noise_argument(noise))
     return kernel
 
 
-def _estimate_and_size(planes, kernel_size, model, max_window, refine):
+def _estimate_and_size(planes, kernel_size, model, max_window, refine, noise="auto"):
     """Steps 2 to 6 for a checked ``kernel_size``: the kernel and the choice."""
-    if kernel_size != "auto":
-        choice = KernelSizeChoice(kernel_size, "fixed", "kernel_size given")
-        return _estimate(planes, kernel_size, model, max_window, refine), choice
-    if model is not None:
-        choice = KernelSizeChoice(model.kernel_size, "model", "the model's kernel size")
-        return _estimate(planes, model.kernel_size, model, max_window, refine), choice
-    choice, window, probe = _choose(luminance(planes), max_window, refine)
+    gray = luminance(planes)                                            # 2
+    if kernel_size != "auto" or model is not None:
+        if kernel_size == "auto":
+            size, mode, reason = model.kernel_size, "model", "the model's kernel size"
+        else:
+            size, mode, reason = kernel_size, "fixed", "kernel_size given"
+        _check_fits(gray, size)
+        plan, net, refine = _noise_plan(gray, noise, size, model, refine)
+        return (_estimate(gray, size, net, max_window, refine),
+                KernelSizeChoice(size, mode, reason, noise=plan))
+    choice, window, probe = _choose(gray, max_window, refine)
     size = choice.kernel_size
+    _check_fits(gray, size)
+    plan, net, refine = _noise_plan(gray, noise, size, None, refine)
+    choice = choice._replace(noise=plan)
     if window is None:
-        return _estimate(planes, size, None, max_window, refine), choice
+        return _estimate(gray, size, net, max_window, refine), choice
     if choice.probe_size is None:   # flat image, or no kernel: warned
         return delta_kernel(size), choice
-    net = load_shipped_model(size)
-    if size == choice.probe_size and probe.mode == _network_kernel_mode(window, net, refine):
+    if (size == choice.probe_size and net is load_shipped_model(size)
+            and probe.mode == _network_kernel_mode(window, net, refine)):
         # the probe's network kernel is the one asked for; only the
         # refinement's schedule differs (SIZE_PROBE_REFINEMENT)
         kernel = _refine(window, probe.network_kernel, probe.mode, net, refine)
@@ -376,14 +533,17 @@ def _estimate_and_size(planes, kernel_size, model, max_window, refine):
     return kernel, choice
 
 
-def _estimate(planes, kernel_size, model, max_window, refine):
-    """Steps 2 to 6 on the colour planes of a float image; warns as documented."""
-    gray = luminance(planes)                                            # 2
+def _check_fits(gray, kernel_size):
     height, width = gray.shape
     if min(height, width) < kernel_size:
         raise ValueError(f"the image ({height}x{width} px) is smaller than the "
                          f"{kernel_size}x{kernel_size} kernel")
-    net = resolve_model(kernel_size, model)
+
+
+def _estimate(gray, kernel_size, net, max_window, refine):
+    """Steps 3 to 6 on the luminance with this network; warns as documented."""
+    _check_fits(gray, kernel_size)
+    height, width = gray.shape
     if min(height, width) < net.min_image_size():
         _warn(f"the image ({height}x{width} px) is too small to estimate a "
               f"{kernel_size} px blur (the network needs {net.min_image_size()} "
@@ -484,7 +644,7 @@ def _next_size_hint(kernel_size):
 @one_blas_thread()
 def deblur(image, kernel_size="auto", *, channel_axis=None, model=None,
            method="hyper_laplacian", noise_std=None,
-           max_window=DEFAULT_MAX_WINDOW, refine=True, kernel=None, **options):
+           max_window=DEFAULT_MAX_WINDOW, refine=True, noise="auto", kernel=None, **options):
     """Blind deblurring: estimate the kernel, then deconvolve (steps 1-8).
 
     Parameters
@@ -512,6 +672,8 @@ def deblur(image, kernel_size="auto", *, channel_axis=None, model=None,
         See :func:`estimate_kernel`.
     refine : bool or dict, optional
         See :func:`estimate_kernel`.
+    noise : {'auto', 'low', 'high'}, optional
+        See :func:`estimate_kernel`.
     kernel : ndarray, optional
         Skip the estimation and deconvolve with this kernel.
     **options
@@ -538,11 +700,12 @@ def deblur(image, kernel_size="auto", *, channel_axis=None, model=None,
         raise ValueError(f"unknown method {method!r}; choose one of "
                          f"{', '.join(DECONVOLUTION_METHODS)}")
     kernel_size = check_kernel_size_argument(kernel_size)
+    noise = check_noise_argument(noise)
     as_float, restore = to_unit_float(image)                            # 1
     planes, alpha = split_channels(as_float, channel_axis)              # 2
     if kernel is None:
         kernel, _ = _estimate_and_size(planes, kernel_size, model, max_window,  # 3-6
-                                       refine)
+                                       refine, noise)
     else:
         kernel = np.asarray(kernel, dtype=np.float64)
     if method == "quotient":                                            # 7

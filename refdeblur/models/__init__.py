@@ -1,9 +1,12 @@
 """The trained networks shipped inside the package.
 
-Each kernel size has one model file ``k<size>.npz`` in this folder (a normal
-refdeblur model file, see :mod:`refdeblur.model_io`) and a recipe
+Each kernel size has one generic model file ``k<size>.npz`` in this folder
+(a normal refdeblur model file, see :mod:`refdeblur.model_io`) and a recipe
 ``k<size>.json`` with the exact training commands, steps, wall time and
-validation numbers. ``README.md`` summarises them.
+validation numbers. Networks fine-tuned for a condition of the photo (the
+paper's §6.1) are ``k<size>_<condition>.npz`` with their recipe beside
+them, for the sizes :data:`SHIPPED_CONDITIONS` lists. ``README.md``
+summarises them.
 """
 
 import functools
@@ -15,23 +18,47 @@ import numpy as np
 
 from .. import model_io
 
-__all__ = ["SHIPPED_KERNEL_SIZES", "shipped_model_path", "load_shipped_model",
-           "load_model", "model_sha256"]
+__all__ = ["SHIPPED_KERNEL_SIZES", "SHIPPED_CONDITIONS", "shipped_model_path",
+           "has_shipped_model", "load_shipped_model", "load_model", "model_sha256"]
 
 #: Kernel sizes with a shipped network (1, 2 and 3 scales).
 SHIPPED_KERNEL_SIZES = (17, 25, 33)
 
+#: Conditions with a fine-tuned network, and the kernel sizes it is shipped
+#: for: ``"high_noise"``, the generic network fine-tuned with noise of
+#: standard deviation 0.05 instead of 0.01 (``k17_high_noise.json``).
+SHIPPED_CONDITIONS = {"high_noise": (17,)}
+
 _FOLDER = Path(__file__).resolve().parent
 
 
-def shipped_model_path(kernel_size):
+def _file_stem(size, condition):
+    return f"k{size}" if condition is None else f"k{size}_{condition}"
+
+
+def has_shipped_model(kernel_size, condition=None):
+    """Whether a network is shipped for ``kernel_size`` (and ``condition``)."""
+    if condition is None:
+        return kernel_size in SHIPPED_KERNEL_SIZES
+    return kernel_size in SHIPPED_CONDITIONS.get(condition, ())
+
+
+def shipped_model_path(kernel_size, condition=None):
     """Path of the shipped model file for ``kernel_size``.
+
+    Parameters
+    ----------
+    kernel_size : int
+        17, 25 or 33.
+    condition : str, optional
+        A key of :data:`SHIPPED_CONDITIONS` for the fine-tuned network;
+        None (default) for the generic one.
 
     Raises
     ------
     ValueError
-        If no network is shipped for that size, or its file is missing from
-        this installation.
+        If no network is shipped for that size (and condition), or its file
+        is missing from this installation.
     """
     try:
         size = int(kernel_size)
@@ -40,7 +67,9 @@ def shipped_model_path(kernel_size):
     if size not in SHIPPED_KERNEL_SIZES or size != kernel_size:
         raise ValueError(f"no shipped model for kernel size {kernel_size!r}; "
                          f"choose one of {', '.join(map(str, SHIPPED_KERNEL_SIZES))}")
-    path = _FOLDER / f"k{size}.npz"
+    if condition is not None and not has_shipped_model(size, condition):
+        raise ValueError(f"no {condition!r} network is shipped for kernel size {size}")
+    path = _FOLDER / f"{_file_stem(size, condition)}.npz"
     if not path.is_file():
         raise ValueError(f"the shipped model for kernel size {size} is missing "
                          f"from this installation ({path})")
@@ -52,13 +81,13 @@ def _load(path, dtype_name):
     return model_io.load_model(path).astype(np.dtype(dtype_name))
 
 
-def load_shipped_model(kernel_size, *, dtype=np.float32):
-    """The shipped network for ``kernel_size``, cast to ``dtype``.
+def load_shipped_model(kernel_size, *, dtype=np.float32, condition=None):
+    """The shipped network for ``kernel_size`` (and ``condition``), cast to ``dtype``.
 
     Loaded once per process and cached; treat the returned network as
     read-only (copy it with ``Network.astype`` before training it).
     """
-    return _load(shipped_model_path(kernel_size), np.dtype(dtype).name)
+    return _load(shipped_model_path(kernel_size, condition), np.dtype(dtype).name)
 
 
 def load_model(model):
@@ -71,7 +100,8 @@ def load_model(model):
     model : str, path-like or int
         A model file (:func:`refdeblur.model_io.load_model`), or the kernel
         size of a shipped network: ``17``, ``25``, ``33`` (or ``"k17"``,
-        ...) when no file of that name exists.
+        ...), or the name of a fine-tuned one (``"k17_high_noise"``), when
+        no file of that name exists.
 
     Returns
     -------
@@ -93,9 +123,13 @@ def load_model(model):
     17
     """
     if not isinstance(model, os.PathLike) and not Path(str(model)).exists():
-        name = str(model).lower().removeprefix("k")
-        if name in {str(size) for size in SHIPPED_KERNEL_SIZES}:
-            model = shipped_model_path(int(name))
+        name = str(model).lower()
+        names = {_file_stem(size, None): (size, None) for size in SHIPPED_KERNEL_SIZES}
+        names.update({str(size): (size, None) for size in SHIPPED_KERNEL_SIZES})
+        names.update({_file_stem(size, condition): (size, condition)
+                      for condition, sizes in SHIPPED_CONDITIONS.items() for size in sizes})
+        if name in names:
+            model = shipped_model_path(*names[name])
     return model_io.load_model(model)
 
 

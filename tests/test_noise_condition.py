@@ -1,0 +1,161 @@
+"""``noise="auto"``: the noise condition decided from the photo, the network
+fine-tuned for heavy noise, no refinement under heavy noise, and the report."""
+
+import json
+import warnings
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+from scipy.signal import fftconvolve
+
+from refdeblur import DeblurWarning, deblur, estimate_kernel, sample_kernel
+from refdeblur.cli import main
+from refdeblur.inference import (HIGH_NOISE_STD, choose_noise_condition,
+                                 estimate_kernel_and_size)
+from refdeblur.models import (SHIPPED_CONDITIONS, has_shipped_model, load_model,
+                              load_shipped_model, shipped_model_path)
+
+SIDE = 128
+
+
+def blurred(noise_std, seed=3):
+    """A 128 px crop of the camera image blurred by a 13 px shake, with noise."""
+    from skimage import data
+    rng = np.random.default_rng(seed)
+    kernel = sample_kernel(13, rng)
+    sharp = data.camera().astype(np.float64)[::2, ::2] / 255
+    side = SIDE + kernel.shape[0] - 1
+    blurry = fftconvolve(sharp[40:40 + side, 40:40 + side], kernel, mode="valid")
+    return blurry + noise_std * rng.standard_normal(blurry.shape)
+
+
+def quiet_estimate(*args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeblurWarning)
+        return estimate_kernel_and_size(*args, **kwargs)
+
+
+@pytest.mark.parametrize("noise_std, condition", [
+    (0.0, "low"), (0.01, "low"), (0.015, "low"), (0.03, "high"), (0.05, "high")])
+def test_condition_follows_the_estimated_noise(noise_std, condition):
+    found, estimated = choose_noise_condition(blurred(noise_std))
+    assert found == condition
+    # without noise the estimator reads the crop's residual detail (~0.002)
+    assert abs(estimated - noise_std) < 0.1 * noise_std + 0.003
+    assert (estimated >= HIGH_NOISE_STD) == (condition == "high")
+
+
+def test_colour_photo_is_judged_on_its_luminance():
+    grey = blurred(0.05)
+    colour = np.stack([grey] * 3, axis=-1)
+    (condition, estimated), (grey_condition, grey_estimated) = (
+        choose_noise_condition(colour, channel_axis=-1), choose_noise_condition(grey))
+    assert condition == grey_condition == "high"
+    assert estimated == pytest.approx(grey_estimated, rel=1e-12)
+
+
+def test_noisy_photo_gets_the_high_noise_network_unrefined():
+    image = blurred(0.05)
+    kernel, choice = quiet_estimate(image, 17)
+    noise = choice.noise
+    assert (noise.condition, noise.mode, noise.network, noise.refined) == (
+        "high", "auto", "k17_high_noise.npz", False)
+    assert "at least 0.02" in noise.reason and "not refined" in noise.reason
+    expected, _ = quiet_estimate(image, 17, model=load_shipped_model(17, condition="high_noise"),
+                                 refine=False, noise="low")
+    np.testing.assert_array_equal(kernel, expected)
+
+
+def test_clean_photo_keeps_the_generic_network_refined():
+    image = blurred(0.01)
+    kernel, choice = quiet_estimate(image, 17)
+    assert (choice.noise.condition, choice.noise.network, choice.noise.refined) == (
+        "low", "k17.npz", True)
+    expected, _ = quiet_estimate(image, 17, model=load_shipped_model(17), noise="low")
+    np.testing.assert_array_equal(kernel, expected)
+
+
+def test_given_condition_overrides_the_estimate():
+    image = blurred(0.01)
+    _, high = quiet_estimate(image, 17, noise="high")
+    assert (high.noise.condition, high.noise.mode, high.noise.estimated_std) == (
+        "high", "given", None)
+    assert high.noise.network == "k17_high_noise.npz"
+    _, low = quiet_estimate(blurred(0.05), 17, noise="low")
+    assert (low.noise.condition, low.noise.network, low.noise.refined) == (
+        "low", "k17.npz", True)
+
+
+def test_a_refine_dict_refines_whatever_the_noise():
+    image = blurred(0.05)
+    kernel, choice = quiet_estimate(image, 17, refine={"n_iter": 2})
+    assert choice.noise.refined and choice.noise.network == "k17_high_noise.npz"
+    unrefined, _ = quiet_estimate(image, 17)
+    assert not np.array_equal(kernel, unrefined)
+
+
+def test_size_without_a_high_noise_network_uses_the_generic_one_unrefined():
+    assert not has_shipped_model(25, "high_noise")
+    image = blurred(0.05)
+    _, choice = quiet_estimate(image, 25)
+    assert (choice.noise.network, choice.noise.refined) == ("k25.npz", False)
+    assert "no high-noise network is shipped for 25 px" in choice.noise.reason
+
+
+def test_a_given_model_is_used_under_any_noise():
+    net = load_shipped_model(17)
+    _, choice = quiet_estimate(blurred(0.05), 17, model=net)
+    assert choice.noise.network == "model given" and not choice.noise.refined
+
+
+@pytest.mark.parametrize("bad", ["medium", None, 0.05, "HIGH"])
+def test_bad_noise_argument_is_a_value_error(bad):
+    image = blurred(0.01)
+    with pytest.raises(ValueError, match="noise must be one of"):
+        estimate_kernel(image, 17, noise=bad)
+    with pytest.raises(ValueError, match="noise must be one of"):
+        deblur(image, 17, noise=bad)
+
+
+def test_shipped_high_noise_model_and_its_recipe():
+    assert SHIPPED_CONDITIONS == {"high_noise": (17,)}
+    path = shipped_model_path(17, "high_noise")
+    assert path.name == "k17_high_noise.npz"
+    net = load_model("k17_high_noise")
+    generic = load_shipped_model(17)
+    assert net.architecture == generic.architecture
+    assert any(not np.array_equal(net.params[name], generic.params[name])
+               for name in generic.params)
+    recipe = json.loads(path.with_suffix(".json").read_text())
+    assert recipe["parent_model"]["model"] == "k17"
+    assert recipe["config"]["noise_std"] == 0.05 and "--init k17" in recipe["command"]
+    with pytest.raises(ValueError, match="no 'high_noise' network is shipped"):
+        shipped_model_path(25, "high_noise")
+
+
+def _photo(tmp_path, noise_std):
+    path = tmp_path / f"noisy_{noise_std}.png"
+    iio.imwrite(path, np.round(np.clip(blurred(noise_std), 0, 1) * 255).astype(np.uint8))
+    return path
+
+
+def test_cli_reports_the_condition_and_network(tmp_path, capsys):
+    photo = _photo(tmp_path, 0.05)
+    report = tmp_path / "report.json"
+    assert main(["deblur", str(photo), "--kernel-size", "17", "--json", str(report)]) == 0
+    record = json.loads(report.read_text())
+    assert record["parameters"]["noise"] == "auto"
+    (image,) = record["images"]
+    assert image["noise"]["condition"] == "high" and image["refinement"] == "none"
+    assert image["noise"]["network"] == "k17_high_noise.npz"
+    assert image["noise"]["estimated_std"] > HIGH_NOISE_STD
+
+
+def test_cli_refuses_noise_with_nonuniform(tmp_path, capsys):
+    photo = _photo(tmp_path, 0.01)
+    status = main(["deblur", str(photo), "--nonuniform", "--noise", "high"])
+    assert status == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--noise high" in err[0]
+    assert not list(tmp_path.glob("*_deblurred*"))
