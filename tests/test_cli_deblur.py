@@ -69,9 +69,10 @@ def test_deblur_writes_image_kernel_and_report(photo, tmp_path):
     assert record["refdeblur_version"] and record["model"] is None
     assert all(len(entry["sha256"]) == 64 for entry in record["models"])
     assert record["parameters"]["noise"] == "auto"
+    assert record["parameters"]["content"] == "natural"
     (image,) = record["images"]
     assert image["refinement"] == "single_scale"
-    assert image["noise"]["condition"] == "low" and image["noise"]["network"] == "k17.npz"
+    assert image["condition"]["noise"] == "low" and image["condition"]["network"] == "k17.npz"
     kernel = np.array(image["kernel"])
     assert kernel.shape == (17, 17) and abs(kernel.sum() - 1) < 1e-6
     assert image["seconds"] > 0 and image["output"].endswith("photo_deblurred.png")

@@ -102,8 +102,8 @@ def test_auto_with_a_model_uses_its_size():
         warnings.simplefilter("ignore", DeblurWarning)
         kernel, choice = estimate_kernel_and_size(image, model=net, refine=False)
     assert kernel.shape == (17, 17)
-    assert choice._replace(noise=None) == KernelSizeChoice(17, "model", "the model's kernel size")
-    assert choice.noise.network == "model given" and not choice.noise.refined
+    assert choice._replace(condition=None) == KernelSizeChoice(17, "model", "the model's kernel size")
+    assert choice.condition.network == "model given" and not choice.condition.refined
 
 
 def test_auto_on_an_image_too_small_for_the_larger_networks_says_so():

@@ -58,10 +58,10 @@ def test_colour_photo_is_judged_on_its_luminance():
 def test_noisy_photo_gets_the_high_noise_network_unrefined():
     image = blurred(0.05)
     kernel, choice = quiet_estimate(image, 17)
-    noise = choice.noise
-    assert (noise.condition, noise.mode, noise.network, noise.refined) == (
-        "high", "auto", "k17_high_noise.npz", False)
-    assert "at least 0.02" in noise.reason and "not refined" in noise.reason
+    condition = choice.condition
+    assert (condition.noise, condition.noise_mode, condition.content, condition.network,
+            condition.refined) == ("high", "auto", "natural", "k17_high_noise.npz", False)
+    assert "at least 0.02" in condition.reason and "not refined" in condition.reason
     expected, _ = quiet_estimate(image, 17, model=load_shipped_model(17, condition="high_noise"),
                                  refine=False, noise="low")
     np.testing.assert_array_equal(kernel, expected)
@@ -70,7 +70,7 @@ def test_noisy_photo_gets_the_high_noise_network_unrefined():
 def test_clean_photo_keeps_the_generic_network_refined():
     image = blurred(0.01)
     kernel, choice = quiet_estimate(image, 17)
-    assert (choice.noise.condition, choice.noise.network, choice.noise.refined) == (
+    assert (choice.condition.noise, choice.condition.network, choice.condition.refined) == (
         "low", "k17.npz", True)
     expected, _ = quiet_estimate(image, 17, model=load_shipped_model(17), noise="low")
     np.testing.assert_array_equal(kernel, expected)
@@ -79,18 +79,18 @@ def test_clean_photo_keeps_the_generic_network_refined():
 def test_given_condition_overrides_the_estimate():
     image = blurred(0.01)
     _, high = quiet_estimate(image, 17, noise="high")
-    assert (high.noise.condition, high.noise.mode, high.noise.estimated_std) == (
+    assert (high.condition.noise, high.condition.noise_mode, high.condition.estimated_std) == (
         "high", "given", None)
-    assert high.noise.network == "k17_high_noise.npz"
+    assert high.condition.network == "k17_high_noise.npz"
     _, low = quiet_estimate(blurred(0.05), 17, noise="low")
-    assert (low.noise.condition, low.noise.network, low.noise.refined) == (
+    assert (low.condition.noise, low.condition.network, low.condition.refined) == (
         "low", "k17.npz", True)
 
 
 def test_a_refine_dict_refines_whatever_the_noise():
     image = blurred(0.05)
     kernel, choice = quiet_estimate(image, 17, refine={"n_iter": 2})
-    assert choice.noise.refined and choice.noise.network == "k17_high_noise.npz"
+    assert choice.condition.refined and choice.condition.network == "k17_high_noise.npz"
     unrefined, _ = quiet_estimate(image, 17)
     assert not np.array_equal(kernel, unrefined)
 
@@ -99,14 +99,14 @@ def test_size_without_a_high_noise_network_uses_the_generic_one_unrefined():
     assert not has_shipped_model(25, "high_noise")
     image = blurred(0.05)
     _, choice = quiet_estimate(image, 25)
-    assert (choice.noise.network, choice.noise.refined) == ("k25.npz", False)
-    assert "no high-noise network is shipped for 25 px" in choice.noise.reason
+    assert (choice.condition.network, choice.condition.refined) == ("k25.npz", False)
+    assert "no high-noise network is shipped for 25 px" in choice.condition.reason
 
 
 def test_a_given_model_is_used_under_any_noise():
     net = load_shipped_model(17)
     _, choice = quiet_estimate(blurred(0.05), 17, model=net)
-    assert choice.noise.network == "model given" and not choice.noise.refined
+    assert choice.condition.network == "model given" and not choice.condition.refined
 
 
 @pytest.mark.parametrize("bad", ["medium", None, 0.05, "HIGH"])
@@ -147,9 +147,9 @@ def test_cli_reports_the_condition_and_network(tmp_path, capsys):
     record = json.loads(report.read_text())
     assert record["parameters"]["noise"] == "auto"
     (image,) = record["images"]
-    assert image["noise"]["condition"] == "high" and image["refinement"] == "none"
-    assert image["noise"]["network"] == "k17_high_noise.npz"
-    assert image["noise"]["estimated_std"] > HIGH_NOISE_STD
+    assert image["condition"]["noise"] == "high" and image["refinement"] == "none"
+    assert image["condition"]["network"] == "k17_high_noise.npz"
+    assert image["condition"]["estimated_std"] > HIGH_NOISE_STD
 
 
 def test_cli_refuses_noise_with_nonuniform(tmp_path, capsys):
@@ -159,3 +159,25 @@ def test_cli_refuses_noise_with_nonuniform(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--noise high" in err[0]
     assert not list(tmp_path.glob("*_deblurred*"))
+
+
+def test_text_content_without_a_document_network_says_so():
+    kernel, choice = quiet_estimate(blurred(0.01), 25, content="text")
+    condition = choice.condition
+    assert (condition.content, condition.network, condition.refined) == ("text", "k25.npz", True)
+    assert "no document network is shipped for 25 px" in condition.reason
+    expected, _ = quiet_estimate(blurred(0.01), 25)
+    np.testing.assert_array_equal(kernel, expected)
+
+
+@pytest.mark.parametrize("bad", ["photo", None, "TEXT"])
+def test_bad_content_argument_is_a_value_error(bad):
+    with pytest.raises(ValueError, match="content must be one of"):
+        estimate_kernel(blurred(0.01), 17, content=bad)
+
+
+def test_cli_refuses_content_with_nonuniform(tmp_path, capsys):
+    photo = _photo(tmp_path, 0.01)
+    assert main(["deblur", str(photo), "--nonuniform", "--content", "text"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--content text" in err[0]

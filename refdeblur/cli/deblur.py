@@ -100,6 +100,10 @@ def add_deblur_parser(subparsers, user_error):
                              "worse; auto (default): high when the noise estimated "
                              f"on the luminance is at least {HIGH_NOISE_STD} (on "
                              "[0, 1]); the report says which and why")
+    parser.add_argument("--content", choices=("natural", "text"), default="natural",
+                        help="what the photo shows: text (documents, whiteboards, "
+                             "screens) uses the network fine-tuned on synthetic "
+                             "documents where one is shipped (default: natural)")
     parser.add_argument("--model", type=Path,
                         help="model file to use instead of the shipped one")
     parser.add_argument("--nonuniform", action="store_true",
@@ -174,9 +178,11 @@ def _check_nonuniform(args, user_error):
     if args.nonuniform and args.method != "hyper_laplacian":
         raise user_error(f"--nonuniform deconvolves with hyper_laplacian only, not "
                          f"--method {args.method}")
-    if args.nonuniform and args.noise != "auto":
-        raise user_error(f"--nonuniform estimates with the generic networks; --noise "
-                         f"{args.noise} is for a uniform blur")
+    if args.nonuniform and (args.noise != "auto" or args.content != "natural"):
+        option = (f"--noise {args.noise}" if args.noise != "auto"
+                  else f"--content {args.content}")
+        raise user_error(f"--nonuniform estimates with the generic networks; {option} "
+                         f"is for a uniform blur")
 
 
 def _check_named_outputs(args, inputs, user_error):
@@ -228,10 +234,12 @@ def run_deblur(args, user_error):
                   f"clashes; see 'output names' in --help)", file=sys.stderr)
     report = report_header(model, model_path, kernel_size=args.kernel_size,
                            method=args.method, noise_std=args.noise_std,
-                           max_window=args.max_window, refine=args.refine, noise=args.noise)
+                           max_window=args.max_window, refine=args.refine, noise=args.noise,
+                           content=args.content)
     options = dict(overwrite=args.overwrite, kernel_size=args.kernel_size, model=model,
                    method=args.method, noise_std=args.noise_std,
-                   max_window=args.max_window or None, refine=args.refine, noise=args.noise)
+                   max_window=args.max_window or None, refine=args.refine, noise=args.noise,
+                   content=args.content)
     if args.nonuniform:
         grid = tuple(args.grid) if args.grid is not None else None
         options.update(nonuniform=True, grid=grid)

@@ -18,13 +18,13 @@ The modules, in the order an image passes through them:
 """
 
 from .network_estimate import network_kernels
-from .pipeline import (DECONVOLUTION_METHODS, DEFAULT_MAX_WINDOW, HIGH_NOISE_STD,
-                       DeblurWarning, KernelSizeChoice, NoiseChoice, choose_kernel_size,
+from .pipeline import (CONTENTS, DECONVOLUTION_METHODS, DEFAULT_MAX_WINDOW, HIGH_NOISE_STD,
+                       DeblurWarning, KernelSizeChoice, PhotoCondition, choose_kernel_size,
                        choose_noise_condition, deblur, estimate_kernel,
                        estimate_kernel_and_size)
 from .refinement import refine_coarse_to_fine, refine_kernel
 
-__all__ = ["DECONVOLUTION_METHODS", "DEFAULT_MAX_WINDOW", "HIGH_NOISE_STD", "DeblurWarning",
-           "KernelSizeChoice", "NoiseChoice", "choose_kernel_size", "choose_noise_condition",
+__all__ = ["CONTENTS", "DECONVOLUTION_METHODS", "DEFAULT_MAX_WINDOW", "HIGH_NOISE_STD", "DeblurWarning",
+           "KernelSizeChoice", "PhotoCondition", "choose_kernel_size", "choose_noise_condition",
            "deblur", "estimate_kernel", "estimate_kernel_and_size",
            "network_kernels", "refine_kernel", "refine_coarse_to_fine"]

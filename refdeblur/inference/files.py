@@ -347,8 +347,8 @@ def kernel_field_image(kernels, centres, image_shape, *, min_side=512):
 
 
 def deblur_file(source, sharp_path, kernel_path, *, kernel_size, model,
-                max_window=DEFAULT_MAX_WINDOW, refine=True, noise="auto", nonuniform=False,
-                grid=None, **options):
+                max_window=DEFAULT_MAX_WINDOW, refine=True, noise="auto", content="natural",
+                nonuniform=False, grid=None, **options):
     """Deblur one image file; write the sharp image and the kernel picture.
 
     Parameters
@@ -365,10 +365,10 @@ def deblur_file(source, sharp_path, kernel_path, *, kernel_size, model,
     model : Network or None
         The network (see :func:`refdeblur.deblur`); None for the shipped one
         of the size used.
-    max_window, refine, noise
+    max_window, refine, noise, content
         Of the kernel estimate (:func:`refdeblur.estimate_kernel`); the
-        non-uniform estimate takes only ``noise="auto"`` and uses the
-        generic networks.
+        non-uniform estimate takes only ``noise="auto"`` and
+        ``content="natural"`` and uses the generic networks.
     nonuniform : bool, optional
         Estimate one kernel per patch and deblur with them
         (:func:`deblur_file_nonuniform`, which ``grid`` goes to).
@@ -381,9 +381,10 @@ def deblur_file(source, sharp_path, kernel_path, *, kernel_size, model,
         The file's entry of the report: paths, shape, type, seconds, the
         :class:`DeblurWarning` messages, the kernel size used with how it
         was chosen (``kernel_size_choice``: mode, reason, measured support
-        in px, the network measured), the noise condition with the network
-        used (``noise``, :meth:`refdeblur.inference.NoiseChoice.as_dict`),
-        the refinement mode and the kernel.
+        in px, the network measured), the photo's noise and content with the
+        network used (``condition``,
+        :meth:`refdeblur.inference.PhotoCondition.as_dict`), the refinement
+        mode and the kernel.
 
     Raises
     ------
@@ -393,9 +394,9 @@ def deblur_file(source, sharp_path, kernel_path, *, kernel_size, model,
         If an output cannot be written.
     """
     if nonuniform:
-        if noise != "auto":
-            raise ImageFileError(f"{source}: noise={noise!r} is not available for "
-                                 f"the non-uniform estimate")
+        if noise != "auto" or content != "natural":
+            raise ImageFileError(f"{source}: noise={noise!r} and content={content!r} "
+                                 f"are not available for the non-uniform estimate")
         return deblur_file_nonuniform(source, sharp_path, kernel_path, kernel_size=kernel_size,
                                       model=model, grid=grid, max_window=max_window,
                                       refine=refine, **options)
@@ -407,7 +408,7 @@ def deblur_file(source, sharp_path, kernel_path, *, kernel_size, model,
         try:
             kernel, choice = estimate_kernel_and_size(
                 image, kernel_size, channel_axis=channel_axis, model=model,
-                max_window=max_window, refine=refine, noise=noise)
+                max_window=max_window, refine=refine, noise=noise, content=content)
             sharp, kernel = deblur(image, channel_axis=channel_axis, model=model,
                                    kernel=kernel, **options)
         except ValueError as error:
@@ -430,10 +431,10 @@ def deblur_file(source, sharp_path, kernel_path, *, kernel_size, model,
         "dtype": str(image.dtype), "seconds": round(seconds, 3),
         "warnings": messages, "kernel_size": choice.kernel_size,
         "kernel_size_choice": choice.as_dict(),
-        "noise": choice.noise.as_dict(),
+        "condition": choice.condition.as_dict(),
         "refinement": (refinement_mode(refine, model if model is not None
                                        else load_shipped_model(choice.kernel_size))
-                       if choice.noise.refined else "none"),
+                       if choice.condition.refined else "none"),
         "kernel": np.round(kernel, 8).tolist(),
     }
 
@@ -600,7 +601,7 @@ def deblur_files(plans, *, overwrite=False, **options):
 
 
 def report_header(model, model_path, *, kernel_size, method, noise_std, max_window, refine,
-                  noise="auto"):
+                  noise="auto", content="natural"):
     """The report's fields common to all images; ``images`` starts empty.
 
     Records the version, the model file and its SHA-256, and the
@@ -628,7 +629,8 @@ def report_header(model, model_path, *, kernel_size, method, noise_std, max_wind
     return {"refdeblur_version": __version__, **model_fields,
             "parameters": {"kernel_size": kernel_size, "method": method,
                            "noise_std": noise_std, "max_window": max_window,
-                           "refine": refine, "noise": noise, "refinement": refinement},
+                           "refine": refine, "noise": noise, "content": content,
+                           "refinement": refinement},
             "images": []}
 
 

@@ -51,10 +51,10 @@ from .preparation import (luminance, merge_channels, split_channels, textured_wi
                           to_unit_float, unsaturated)
 from .refinement import refine_coarse_to_fine, refine_kernel, refinement_mode
 
-__all__ = ["DeblurWarning", "KernelSizeChoice", "NoiseChoice", "choose_kernel_size",
+__all__ = ["DeblurWarning", "KernelSizeChoice", "PhotoCondition", "choose_kernel_size",
            "choose_noise_condition", "estimate_kernel_and_size", "estimate_kernel", "deblur",
            "DECONVOLUTION_METHODS", "DEFAULT_MAX_WINDOW", "SIZE_MARGIN", "FLAT_STD",
-           "HIGH_NOISE_STD", "NOISE_CONDITIONS"]
+           "HIGH_NOISE_STD", "NOISE_CONDITIONS", "CONTENTS"]
 
 #: Side of the largest square the kernel is estimated on (step 3).
 DEFAULT_MAX_WINDOW = 1024
@@ -74,6 +74,10 @@ FLAT_STD = 2e-3
 #: The ``noise`` arguments: ``'auto'`` decides from the photo, ``'low'`` and
 #: ``'high'`` are the two conditions.
 NOISE_CONDITIONS = ("auto", "low", "high")
+
+#: The ``content`` arguments: ordinary photos, or documents (printed or
+#: written text, whiteboards, screens).
+CONTENTS = ("natural", "text")
 
 #: ``noise="auto"`` takes a photo as noisy when the noise estimated on its
 #: luminance (:func:`refdeblur.deconvolution.estimate_noise_std`) is at least
@@ -110,31 +114,34 @@ class KernelSizeChoice(NamedTuple):
     #: Kernel size of the network whose estimate was measured; None where
     #: none was.
     probe_size: int = None
-    #: The noise condition the estimate was made for (:class:`NoiseChoice`);
-    #: None from :func:`choose_kernel_size`, which does not decide it.
-    noise: "NoiseChoice" = None
+    #: The photo's condition the estimate was made for, with the network
+    #: used (:class:`PhotoCondition`); None from :func:`choose_kernel_size`,
+    #: which does not decide it.
+    condition: "PhotoCondition" = None
 
     def as_dict(self):
-        """The choice as JSON-ready values, without ``kernel_size`` and ``noise``."""
+        """The choice as JSON-ready values, without ``kernel_size`` and ``condition``."""
         return {"mode": self.mode, "reason": self.reason,
                 "support_px": self.support_px, "probe_size": self.probe_size}
 
 
-class NoiseChoice(NamedTuple):
-    """Which noise condition a kernel was estimated for, and what it changed.
+class PhotoCondition(NamedTuple):
+    """The photo's noise and content a kernel was estimated for, and what they changed.
 
-    Part of :class:`KernelSizeChoice` (``choice.noise``) from
+    Part of :class:`KernelSizeChoice` (``choice.condition``) from
     :func:`estimate_kernel_and_size`; :meth:`as_dict` is what ``refdeblur
     deblur`` writes to its report.
     """
 
     #: ``'low'`` or ``'high'``.
-    condition: str
+    noise: str
     #: ``'auto'`` (decided from the photo) or ``'given'``.
-    mode: str
+    noise_mode: str
     #: Noise standard deviation estimated on the luminance, on [0, 1]; None
-    #: where the condition was given.
+    #: where the noise condition was given.
     estimated_std: float
+    #: ``'natural'`` or ``'text'``, as given.
+    content: str
     #: The network used: a shipped file's name (``'k17_high_noise.npz'``)
     #: or ``'model given'``.
     network: str
@@ -144,11 +151,12 @@ class NoiseChoice(NamedTuple):
     reason: str
 
     def as_dict(self):
-        """The choice as JSON-ready values."""
-        return {"condition": self.condition, "mode": self.mode,
+        """The condition as JSON-ready values."""
+        return {"noise": self.noise, "noise_mode": self.noise_mode,
                 "estimated_std": (None if self.estimated_std is None
                                   else round(self.estimated_std, 5)),
-                "network": self.network, "refined": self.refined, "reason": self.reason}
+                "content": self.content, "network": self.network,
+                "refined": self.refined, "reason": self.reason}
 
 
 def _warn(message):
@@ -184,6 +192,14 @@ def check_noise_argument(noise):
         return noise
     raise ValueError(f"noise must be one of {', '.join(map(repr, NOISE_CONDITIONS))}, "
                      f"got {noise!r}")
+
+
+def check_content_argument(content):
+    """One of :data:`CONTENTS`; anything else is a ValueError naming them."""
+    if isinstance(content, str) and content in CONTENTS:
+        return content
+    raise ValueError(f"content must be one of {', '.join(map(repr, CONTENTS))}, "
+                     f"got {content!r}")
 
 
 def choose_noise_condition(image, *, channel_axis=None):
@@ -235,36 +251,41 @@ def _noise_condition(gray):
     return ("high" if estimated >= HIGH_NOISE_STD else "low"), estimated
 
 
-def _noise_plan(gray, noise, kernel_size, model, refine):
-    """The noise condition, the network for it and the refinement (NoiseChoice, net, refine).
+def _network_plan(gray, noise, content, kernel_size, model, refine):
+    """The photo's condition, the network for it and the refinement.
 
-    Under ``'high'`` the network fine-tuned for heavy noise is used where
-    one is shipped for ``kernel_size`` and no ``model`` is given, and
-    ``refine=True`` does not refine: at noise 0.03 and 0.05 the refinement
+    Returns ``(PhotoCondition, net, refine)``. With no ``model``, the
+    network fine-tuned for the photo's condition is used where one is
+    shipped for ``kernel_size``: for ``content='text'`` the document
+    network, else for high noise the high-noise network. Under high noise
+    ``refine=True`` does not refine: at noise 0.02 to 0.05 the refinement
     made every network's estimate worse (``benchmarks/bench_specific.py``).
     A ``refine`` dict refines whatever the noise.
     """
     if noise == "auto":
-        condition, estimated = _noise_condition(gray)
+        level, estimated = _noise_condition(gray)
         why = (f"noise estimated at {estimated:.4f} (on [0, 1]), "
-               f"{'at least' if condition == 'high' else 'below'} {HIGH_NOISE_STD}")
+               f"{'at least' if level == 'high' else 'below'} {HIGH_NOISE_STD}")
     else:
-        condition, estimated, why = noise, None, f"noise={noise!r} given"
+        level, estimated, why = noise, None, f"noise={noise!r} given"
+    wanted = ("text" if content == "text" else "high_noise" if level == "high"
+              else None)
     if model is not None:
         net, network = resolve_model(kernel_size, model), "model given"
-    elif condition == "high" and has_shipped_model(kernel_size, "high_noise"):
-        net = load_shipped_model(kernel_size, condition="high_noise")
-        network = f"k{kernel_size}_high_noise.npz"
+    elif wanted is not None and has_shipped_model(kernel_size, wanted):
+        net = load_shipped_model(kernel_size, condition=wanted)
+        network = f"k{kernel_size}_{wanted}.npz"
     else:
         net, network = resolve_model(kernel_size), f"k{kernel_size}.npz"
-        if condition == "high":
-            why += f"; no high-noise network is shipped for {kernel_size} px"
-    if condition == "high" and refine is True:
+        if wanted is not None:
+            kind = "document" if wanted == "text" else "high-noise"
+            why += f"; no {kind} network is shipped for {kernel_size} px"
+    if level == "high" and refine is True:
         refine = False
         why += "; not refined, as the refinement measured worse under heavy noise"
     refined = refinement_mode(refine, net) != "none"
-    return NoiseChoice(condition, "auto" if noise == "auto" else "given", estimated,
-                       network, refined, why), net, refine
+    return PhotoCondition(level, "auto" if noise == "auto" else "given", estimated,
+                          content, network, refined, why), net, refine
 
 
 @one_blas_thread()
@@ -379,12 +400,13 @@ def _choose(gray, max_window, refine):
 
 @one_blas_thread()
 def estimate_kernel_and_size(image, kernel_size="auto", *, channel_axis=None, model=None,
-                             max_window=DEFAULT_MAX_WINDOW, refine=True, noise="auto"):
+                             max_window=DEFAULT_MAX_WINDOW, refine=True, noise="auto",
+                             content="natural"):
     """:func:`estimate_kernel`, and which kernel size it used and why.
 
     Parameters
     ----------
-    image, kernel_size, channel_axis, model, max_window, refine, noise
+    image, kernel_size, channel_axis, model, max_window, refine, noise, content
         As for :func:`estimate_kernel`.
 
     Returns
@@ -394,9 +416,9 @@ def estimate_kernel_and_size(image, kernel_size="auto", *, channel_axis=None, mo
     choice : KernelSizeChoice
         ``m``, and how it was chosen: ``'auto'`` (:func:`choose_kernel_size`),
         ``'fixed'`` (``kernel_size`` given) or ``'model'`` (``model``'s
-        size, for ``kernel_size="auto"`` with a model); ``choice.noise``
-        (:class:`NoiseChoice`): the noise condition, the network used and
-        whether its kernel was refined.
+        size, for ``kernel_size="auto"`` with a model); ``choice.condition``
+        (:class:`PhotoCondition`): the noise and content it was estimated
+        for, the network used and whether its kernel was refined.
 
     Examples
     --------
@@ -409,12 +431,14 @@ def estimate_kernel_and_size(image, kernel_size="auto", *, channel_axis=None, mo
     as_float, _ = to_unit_float(image)                                  # 1
     planes, _ = split_channels(as_float, channel_axis)                  # 2
     return _estimate_and_size(planes, check_kernel_size_argument(kernel_size), model,
-                              max_window, refine, check_noise_argument(noise))
+                              max_window, refine, check_noise_argument(noise),
+                              check_content_argument(content))
 
 
 @one_blas_thread()
 def estimate_kernel(image, kernel_size="auto", *, channel_axis=None, model=None,
-                    max_window=DEFAULT_MAX_WINDOW, refine=True, noise="auto"):
+                    max_window=DEFAULT_MAX_WINDOW, refine=True, noise="auto",
+                    content="natural"):
     """Estimate the camera-shake blur kernel of a photo (steps 1-6).
 
     Parameters
@@ -459,6 +483,11 @@ def estimate_kernel(image, kernel_size="auto", *, channel_axis=None, model=None,
         estimated on the luminance is at least :data:`HIGH_NOISE_STD`
         (0.02), else ``'low'`` (:func:`choose_noise_condition`).
         :func:`estimate_kernel_and_size` says which was used and why.
+    content : {'natural', 'text'}, optional
+        What the photo shows. ``'text'`` (documents, whiteboards, screens):
+        the network fine-tuned on synthetic documents, where one is shipped
+        for the kernel size and no ``model`` is given; ``'natural'``
+        (default): the networks for ordinary photos.
 
     Returns
     -------
@@ -494,11 +523,13 @@ def estimate_kernel(image, kernel_size="auto", *, channel_axis=None, model=None,
     as_float, _ = to_unit_float(image)                                  # 1
     planes, _ = split_channels(as_float, channel_axis)                  # 2
     kernel, _ = _estimate_and_size(planes, check_kernel_size_argument(kernel_size), model,
-                                   max_window, refine, check_noise_argument(noise))
+                                   max_window, refine, check_noise_argument(noise),
+                                   check_content_argument(content))
     return kernel
 
 
-def _estimate_and_size(planes, kernel_size, model, max_window, refine, noise="auto"):
+def _estimate_and_size(planes, kernel_size, model, max_window, refine, noise="auto",
+                       content="natural"):
     """Steps 2 to 6 for a checked ``kernel_size``: the kernel and the choice."""
     gray = luminance(planes)                                            # 2
     if kernel_size != "auto" or model is not None:
@@ -507,14 +538,14 @@ def _estimate_and_size(planes, kernel_size, model, max_window, refine, noise="au
         else:
             size, mode, reason = kernel_size, "fixed", "kernel_size given"
         _check_fits(gray, size)
-        plan, net, refine = _noise_plan(gray, noise, size, model, refine)
+        condition, net, refine = _network_plan(gray, noise, content, size, model, refine)
         return (_estimate(gray, size, net, max_window, refine),
-                KernelSizeChoice(size, mode, reason, noise=plan))
+                KernelSizeChoice(size, mode, reason, condition=condition))
     choice, window, probe = _choose(gray, max_window, refine)
     size = choice.kernel_size
     _check_fits(gray, size)
-    plan, net, refine = _noise_plan(gray, noise, size, None, refine)
-    choice = choice._replace(noise=plan)
+    condition, net, refine = _network_plan(gray, noise, content, size, None, refine)
+    choice = choice._replace(condition=condition)
     if window is None:
         return _estimate(gray, size, net, max_window, refine), choice
     if choice.probe_size is None:   # flat image, or no kernel: warned
@@ -644,7 +675,8 @@ def _next_size_hint(kernel_size):
 @one_blas_thread()
 def deblur(image, kernel_size="auto", *, channel_axis=None, model=None,
            method="hyper_laplacian", noise_std=None,
-           max_window=DEFAULT_MAX_WINDOW, refine=True, noise="auto", kernel=None, **options):
+           max_window=DEFAULT_MAX_WINDOW, refine=True, noise="auto", content="natural",
+           kernel=None, **options):
     """Blind deblurring: estimate the kernel, then deconvolve (steps 1-8).
 
     Parameters
@@ -672,7 +704,7 @@ def deblur(image, kernel_size="auto", *, channel_axis=None, model=None,
         See :func:`estimate_kernel`.
     refine : bool or dict, optional
         See :func:`estimate_kernel`.
-    noise : {'auto', 'low', 'high'}, optional
+    noise, content : str, optional
         See :func:`estimate_kernel`.
     kernel : ndarray, optional
         Skip the estimation and deconvolve with this kernel.
@@ -701,11 +733,12 @@ def deblur(image, kernel_size="auto", *, channel_axis=None, model=None,
                          f"{', '.join(DECONVOLUTION_METHODS)}")
     kernel_size = check_kernel_size_argument(kernel_size)
     noise = check_noise_argument(noise)
+    content = check_content_argument(content)
     as_float, restore = to_unit_float(image)                            # 1
     planes, alpha = split_channels(as_float, channel_axis)              # 2
     if kernel is None:
         kernel, _ = _estimate_and_size(planes, kernel_size, model, max_window,  # 3-6
-                                       refine, noise)
+                                       refine, noise, content)
     else:
         kernel = np.asarray(kernel, dtype=np.float64)
     if method == "quotient":                                            # 7
