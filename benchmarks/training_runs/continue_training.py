@@ -144,9 +144,11 @@ def main(argv=None):
     for run in runs:
         config, target = prepare(run, args.work)
         targets.append(target)
-        # a resumed run takes every option from its config.json
+        # a resumed run takes every option from its config.json; a run on
+        # synthetic documents has no image folder
+        images = ["--images", config["images"]] if config.get("images") else []
         command = ["nice", "-n", "19", sys.executable, "-m", "refdeblur", "train",
-                   "--images", config.get("images", "."), "--out", str(target),
+                   *images, "--out", str(target),
                    "--steps", str(until.get(run.name, args.steps)), "--resume"]
         log = open(args.work / f"{run.name}.out", "a")
         children.append(subprocess.Popen(command, cwd=ROOT, env=one_thread,
