@@ -64,6 +64,18 @@ def compact_log(source, step):
     return "\n".join(kept) + "\n"
 
 
+def resume_command(config, target, steps):
+    """The ``refdeblur train --resume`` command of a run, at the lowest priority.
+
+    A resumed run takes every option from its config.json; the image
+    folder is passed where it has one (a run on synthetic documents,
+    ``--content text``, has none).
+    """
+    images = ["--images", str(config["images"])] if config.get("images") else []
+    return ["nice", "-n", "19", sys.executable, "-m", "refdeblur", "train", *images,
+            "--out", str(target), "--steps", str(steps), "--resume"]
+
+
 def prepare(run, work):
     """Copy a committed run, and the files its configuration names, into ``work``."""
     config = json.loads((run / "config.json").read_text())
@@ -144,12 +156,7 @@ def main(argv=None):
     for run in runs:
         config, target = prepare(run, args.work)
         targets.append(target)
-        # a resumed run takes every option from its config.json; a run on
-        # synthetic documents has no image folder
-        images = ["--images", config["images"]] if config.get("images") else []
-        command = ["nice", "-n", "19", sys.executable, "-m", "refdeblur", "train",
-                   *images, "--out", str(target),
-                   "--steps", str(until.get(run.name, args.steps)), "--resume"]
+        command = resume_command(config, target, until.get(run.name, args.steps))
         log = open(args.work / f"{run.name}.out", "a")
         children.append(subprocess.Popen(command, cwd=ROOT, env=one_thread,
                                          stdout=log, stderr=subprocess.STDOUT))
