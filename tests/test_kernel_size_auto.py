@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
@@ -196,3 +197,37 @@ def test_warning_rule_fires_on_truncated_kernels(rng):
         while kernel_support_radius(large, 0.1) < 12:      # clearly wider than 17 px
             large = sample_kernel(33, rng)
         assert blur_exceeds_window(large[8:25, 8:25])
+
+
+def test_auto_warns_only_where_its_measurement_cannot_hold_the_blur():
+    # The README's sample photo: a 13 x 10 px blur. The 33 px estimate's
+    # support chooses 17 px; the 17 px estimate touches its border, which a
+    # fixed size reports and the automatic choice, whose measurement holds
+    # the blur with room to spare, does not.
+    from refdeblur.image_io import read_image
+    photo = read_image(Path(__file__).resolve().parents[1] / "examples" / "blurry_astronaut.png",
+                       as_gray=True)
+    with warnings.catch_warnings(record=True) as fixed_warnings:
+        warnings.simplefilter("always", DeblurWarning)
+        fixed = estimate_kernel(photo, 17)
+    assert any("border" in str(w.message) for w in fixed_warnings)
+    with warnings.catch_warnings(record=True) as auto_warnings:
+        warnings.simplefilter("always", DeblurWarning)
+        kernel, choice = estimate_kernel_and_size(photo)
+    assert choice.kernel_size == 17 and choice.support_px <= 17 - 2 * 2
+    assert not [w for w in auto_warnings if issubclass(w.category, DeblurWarning)]
+    np.testing.assert_array_equal(kernel, fixed)
+
+
+def test_auto_keeps_the_warning_when_the_largest_window_is_chosen():
+    too_large = blurred_camera(streak(37, size=37))      # wider than every window
+    with warnings.catch_warnings(record=True) as fixed_warnings:
+        warnings.simplefilter("always", DeblurWarning)
+        estimate_kernel(too_large, 33)
+    with warnings.catch_warnings(record=True) as auto_warnings:
+        warnings.simplefilter("always", DeblurWarning)
+        _, choice = estimate_kernel_and_size(too_large)
+    assert choice.kernel_size == 33
+    messages = [str(w.message) for w in auto_warnings]
+    assert messages == [str(w.message) for w in fixed_warnings]
+    assert len(messages) == 1 and "border of its 33x33 window" in messages[0]
