@@ -303,6 +303,12 @@ def warning_section(results):
     larger = [r["auto_warned"] for r in results if r["support"] > max(SHIPPED_KERNEL_SIZES)]
     table.append(["auto: warn where the largest window is chosen", "chosen", "on",
                   rate(roomy), rate(fitting), rate(larger, silent=True)])
+    # For comparison: blur_exceeds_window on whichever window auto chose.
+    on_chosen = [(r["support"], r["auto"], blur_exceeds_window(r["refined"][r["auto"]]))
+                 for r in chosen]
+    table.append(["auto: blur_exceeds_window on every chosen window (for comparison)",
+                  "chosen", "on", rate([f for s, w, f in on_chosen if s <= w - 4]),
+                  rate([f for s, w, f in on_chosen if s <= w]), "-"])
     print_table("(c) The border warning: false positives and false negatives",
                 ["rule", "network", "refinement", "FP: fits with 2 px to spare",
                  "FP: fits", "FN: larger than the window"], table,
