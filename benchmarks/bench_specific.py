@@ -33,7 +33,8 @@ noise), the specific network + refinement (these four with ``noise="low"``,
 which leaves ``refine`` as given), refdeblur's default (``estimate_kernel``
 with no model: the shipped networks and ``noise="auto"``, which takes the
 shipped high-noise network without refinement for photos whose estimated
-noise is at least ``HIGH_NOISE_STD``), and the true kernel. Columns: mean
+noise is at least ``HIGH_NOISE_STD``; for documents with
+``content="text"``, the shipped document network), and the true kernel. Columns: mean
 PSNR up to shift, mean kernel error ``||k - k_true||²`` up to shift
 (:func:`refdeblur.metrics.kernel_error_up_to_shift`), median error ratio ER
 (SSD over the true kernel's SSD), the count of cases at ER ≤ 3, the
@@ -85,7 +86,7 @@ CONTENT = {"noise": "held-out photos", "text": "synthetic documents"}
 
 ROWS = ("no deblurring (delta kernel)", "generic network alone", "specific network alone",
         "generic network + refinement (noise='low')", "specific network + refinement",
-        "default, noise='auto' (shipped networks)", "true kernel")
+        "default: shipped networks, noise='auto', content as the cases", "true kernel")
 TRUE_ROW = ROWS[-1]
 
 
@@ -221,8 +222,11 @@ def draw_cases(images, n, side, kernel_size, rng, *, one_per_image=False):
 # Scoring
 # --------------------------------------------------------------------------
 
-def estimates(blurry, true_kernel, generic, specific):
-    """Row label -> (kernel, seconds of its estimate or NaN, border warnings)."""
+def estimates(blurry, true_kernel, generic, specific, content="natural"):
+    """Row label -> (kernel, seconds of its estimate or NaN, border warnings).
+
+    ``content`` is what the default row tells :func:`estimate_kernel`.
+    """
     size = true_kernel.shape[0]
     kernels = {ROWS[0]: (delta_kernel(size), np.nan, 0), TRUE_ROW: (true_kernel, np.nan, 0)}
     # noise="low" keeps each row's refine as given; the default row decides
@@ -232,7 +236,7 @@ def estimates(blurry, true_kernel, generic, specific):
             (ROWS[2], specific, dict(refine=False, noise="low")),
             (ROWS[3], generic, dict(refine=True, noise="low")),
             (ROWS[4], specific, dict(refine=True, noise="low")),
-            (ROWS[5], None, {})):
+            (ROWS[5], None, dict(content=content))):
         started = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", DeblurWarning)
@@ -243,15 +247,15 @@ def estimates(blurry, true_kernel, generic, specific):
     return kernels
 
 
-def score_level(cases, noise_std, rng, generic, specific):
+def score_level(cases, noise_std, rng, generic, specific, content="natural"):
     """Per row: arrays of PSNR, kernel error, SSD and seconds over the cases."""
     results = {label: {"psnr": [], "kernel_error": [], "ssd": [], "seconds": [],
                        "warnings": []}
                for label in ROWS}
     for case in cases:
         blurry = add_noise(case.blurred, noise_std, rng)
-        for label, (kernel, seconds, border) in estimates(blurry, case.kernel,
-                                                          generic, specific).items():
+        for label, (kernel, seconds, border) in estimates(blurry, case.kernel, generic,
+                                                          specific, content).items():
             scores = levin.image_scores(levin.deconvolve_for_benchmark(blurry, kernel),
                                         case.sharp)
             row = results[label]
@@ -396,7 +400,8 @@ def main(argv=None):
     psnr_by_level = {}
     for index, noise_std in enumerate(levels):
         rng = np.random.default_rng([args.seed, index])    # the noise of this level
-        results = score_level(cases, noise_std, rng, generic.net, specific.net)
+        results = score_level(cases, noise_std, rng, generic.net, specific.net,
+                              "text" if args.condition == "text" else "natural")
         psnr_by_level[noise_std] = {label: results[label]["psnr"].mean() for label in ROWS}
         print_table(f"{CONTENT[args.condition]}, noise {noise_std:g}", header, level_rows(results))
         print(f"  noise {noise_std:g}: done", file=sys.stderr, flush=True)

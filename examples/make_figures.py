@@ -29,7 +29,8 @@ FIGURES_FOLDER = Path(__file__).resolve().parent / "figures"
 README_FIGURES = ("fig06_sampled_kernels", "fig02_stage_outputs",
                   "coarse_to_fine_refinement")
 OTHER_FIGURES = ("fig07_learned_filters", "fig09_histograms",
-                 "fig11_activation_maximisation", "fig19_error_vs_image_size")
+                 "fig11_activation_maximisation", "fig13_14_specific_networks",
+                 "fig19_error_vs_image_size")
 
 
 def main(argv=None):

@@ -6,8 +6,8 @@ photo): the last stage's kernel of every scale (``k{size}_scale{j}``, the
 finest is also ``k{size}_network``), and the default estimate with the
 kernel refinement of step 6b (``k{size}``), together with the SHA-256 of the
 model file; for every network fine-tuned for a condition, its kernel
-(``k{size}_{condition}_network``, the one ``noise="high"`` returns) and
-SHA-256. ``test_regression.py`` then fails whenever inference or a shipped model changes the result, so the
+(``k{size}_{condition}_network``, the one ``noise="high"`` or
+``content="text"`` returns without refinement) and SHA-256. ``test_regression.py`` then fails whenever inference or a shipped model changes the result, so the
 change is seen and the file is regenerated on purpose.
 """
 

@@ -29,6 +29,7 @@ SCRIPTS = {
     "fig07_learned_filters.py": "fig07_learned_filters.png",
     "fig09_histograms.py": "fig09_histograms.png",
     "fig11_activation_maximisation.py": "fig11_activation_maximisation.png",
+    "fig13_14_specific_networks.py": "fig13_14_specific_networks.png",
     "fig19_error_vs_image_size.py": "fig19_error_vs_image_size.png",
     "fig15_16_nonuniform.py": "fig15_16_nonuniform.png",
 }

@@ -96,7 +96,7 @@ def test_a_refine_dict_refines_whatever_the_noise():
 
 
 def test_size_without_a_high_noise_network_uses_the_generic_one_unrefined():
-    assert not has_shipped_model(25, "high_noise")
+    assert not has_shipped_model(25, "high_noise") and has_shipped_model(17, "text")
     image = blurred(0.05)
     _, choice = quiet_estimate(image, 25)
     assert (choice.condition.network, choice.condition.refined) == ("k25.npz", False)
@@ -119,7 +119,7 @@ def test_bad_noise_argument_is_a_value_error(bad):
 
 
 def test_shipped_high_noise_model_and_its_recipe():
-    assert SHIPPED_CONDITIONS == {"high_noise": (17,)}
+    assert SHIPPED_CONDITIONS == {"high_noise": (17,), "text": (17,)}
     path = shipped_model_path(17, "high_noise")
     assert path.name == "k17_high_noise.npz"
     net = load_model("k17_high_noise")
@@ -159,6 +159,18 @@ def test_cli_refuses_noise_with_nonuniform(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--noise high" in err[0]
     assert not list(tmp_path.glob("*_deblurred*"))
+
+
+def test_text_content_takes_the_document_network_refined_unless_noisy():
+    kernel, choice = quiet_estimate(blurred(0.01), 17, content="text")
+    assert (choice.condition.content, choice.condition.network, choice.condition.refined) == (
+        "text", "k17_text.npz", True)
+    expected, _ = quiet_estimate(blurred(0.01), 17, noise="low",
+                                 model=load_shipped_model(17, condition="text"))
+    np.testing.assert_array_equal(kernel, expected)
+    _, noisy = quiet_estimate(blurred(0.05), 17, content="text")
+    assert (noisy.condition.noise, noisy.condition.network, noisy.condition.refined) == (
+        "high", "k17_text.npz", False)
 
 
 def test_text_content_without_a_document_network_says_so():

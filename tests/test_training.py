@@ -276,6 +276,15 @@ def test_plot_training(image_folder, tmp_path):
                             str(tmp_path / "run"), str(out)],
                            capture_output=True, text=True)
     assert again.returncode == 2 and "exists" in again.stderr
+    # a run still training has logged past its checkpoint: the recipe stops there
+    with open(tmp_path / "run" / "log.jsonl", "a") as log:
+        log.write(json.dumps({"step": 9, "loss": 0.1, "validation": 0.5}) + "\n")
+    ahead = tmp_path / "ahead.npz"
+    assert subprocess.run([sys.executable, "-m", "refdeblur", "export-model",
+                           str(tmp_path / "run"), str(ahead)]).returncode == 0
+    recipe = json.loads(ahead.with_suffix(".json").read_text())
+    assert recipe["validation_curve"][-1][0] == 6
+    assert recipe["final_validation_kernel_error"] == recipe["validation_curve"][-1][1]
 
 
 def test_architecture_flags_reach_the_model_and_the_recipe(image_folder, tmp_path):

@@ -103,10 +103,14 @@ def export_run(run_dir, out_path, *, n_stages=None):
                                 f"and {CONFIG_FILE})")
     config = read_config(run_dir)
     log = run_dir / LOG_FILE
-    curve = validation_curve(read_log(log) if log.is_file() else [])
     net = export_model(checkpoint, out_path, n_stages=n_stages)
     _, header, _ = read_model_file(out_path)
     training = header["metadata"]["training"]
+    # A run still training logs ahead of its last checkpoint: the recipe
+    # describes the checkpoint.
+    curve = [[step, error] for step, error
+             in validation_curve(read_log(log) if log.is_file() else [])
+             if step <= training["step"]]
     recipe = {
         "model": out_path.name,
         "kernel_size": net.kernel_size,
