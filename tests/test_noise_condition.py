@@ -96,11 +96,11 @@ def test_a_refine_dict_refines_whatever_the_noise():
 
 
 def test_size_without_a_high_noise_network_uses_the_generic_one_unrefined():
-    assert not has_shipped_model(25, "high_noise") and has_shipped_model(17, "text")
+    assert not has_shipped_model(33, "high_noise")
     image = blurred(0.05)
-    _, choice = quiet_estimate(image, 25)
-    assert (choice.condition.network, choice.condition.refined) == ("k25.npz", False)
-    assert "no high-noise network is shipped for 25 px" in choice.condition.reason
+    _, choice = quiet_estimate(image, 33)
+    assert (choice.condition.network, choice.condition.refined) == ("k33.npz", False)
+    assert "no high-noise network is shipped for 33 px" in choice.condition.reason
 
 
 def test_a_given_model_is_used_under_any_noise():
@@ -131,7 +131,7 @@ def test_shipped_high_noise_model_and_its_recipe():
     assert recipe["parent_model"]["model"] == "k17"
     assert recipe["config"]["noise_std"] == 0.05 and "--init k17" in recipe["command"]
     with pytest.raises(ValueError, match="no 'high_noise' network is shipped"):
-        shipped_model_path(25, "high_noise")
+        shipped_model_path(33, "high_noise")
 
 
 def _photo(tmp_path, noise_std):
@@ -174,11 +174,12 @@ def test_text_content_takes_the_document_network_refined_unless_noisy():
 
 
 def test_text_content_without_a_document_network_says_so():
-    kernel, choice = quiet_estimate(blurred(0.01), 25, content="text")
+    assert not has_shipped_model(33, "text")
+    kernel, choice = quiet_estimate(blurred(0.01), 33, content="text")
     condition = choice.condition
-    assert (condition.content, condition.network, condition.refined) == ("text", "k25.npz", True)
-    assert "no document network is shipped for 25 px" in condition.reason
-    expected, _ = quiet_estimate(blurred(0.01), 25)
+    assert (condition.content, condition.network, condition.refined) == ("text", "k33.npz", True)
+    assert "no document network is shipped for 33 px" in condition.reason
+    expected, _ = quiet_estimate(blurred(0.01), 33)
     np.testing.assert_array_equal(kernel, expected)
 
 
