@@ -103,6 +103,10 @@ def test_text_condition_runs_on_document_pages(capsys):
     rows = table(output, "synthetic documents, noise 0.01")
     assert list(rows) == list(bench.ROWS)
     assert all(math.isfinite(v) for cells in rows.values() for v in numbers(cells))
+    photo = table(output, f"scikit-image's text photo (public domain), 2 crops of "
+                          f"{bench.REAL_TEXT_SIDE} px, noise 0.01")
+    assert list(photo) == list(bench.ROWS)
+    assert all(math.isfinite(v) for cells in photo.values() for v in numbers(cells))
 
 
 def test_checkpoint_from_scratch_runs_only_its_trained_stages(tmp_path):
