@@ -165,6 +165,7 @@ def test_text_content_takes_the_document_network_refined_unless_noisy():
     kernel, choice = quiet_estimate(blurred(0.01), 17, content="text")
     assert (choice.condition.content, choice.condition.network, choice.condition.refined) == (
         "text", "k17_text.npz", True)
+    assert "fine-tuned on documents" in choice.condition.reason
     expected, _ = quiet_estimate(blurred(0.01), 17, noise="low",
                                  model=load_shipped_model(17, condition="text"))
     np.testing.assert_array_equal(kernel, expected)

@@ -275,6 +275,8 @@ def _network_plan(gray, noise, content, kernel_size, model, refine):
     elif wanted is not None and has_shipped_model(kernel_size, wanted):
         net = load_shipped_model(kernel_size, condition=wanted)
         network = f"k{kernel_size}_{wanted}.npz"
+        if wanted == "text":
+            why += "; content='text': the network fine-tuned on documents"
     else:
         net, network = resolve_model(kernel_size), f"k{kernel_size}.npz"
         if wanted is not None:
