@@ -82,7 +82,7 @@ PAGE_SIZE = 512
 #: Last element of the page generator's seed; training uses 3 and 4.
 PAGE_STREAM = 5
 #: Side of the crops of scikit-image's ``text`` photo (172 px high), which
-#: leaves room for the 'valid' blur of a 17 px kernel.
+#: leaves room for the 'valid' blur of a 17 px kernel (less for larger ones).
 REAL_TEXT_SIDE = 150
 #: Crops drawn per pair before a flat one is accepted anyway.
 MAX_ATTEMPTS = 100
@@ -432,12 +432,13 @@ def real_text_photo(args, n_pairs, header, generic, specific):
     """
     from skimage import data
     photo = data.text().astype(np.float64) / 255.0
+    side = min(REAL_TEXT_SIDE, photo.shape[0] - args.kernel_size + 1)
     rng = np.random.default_rng([args.seed, 6])
-    cases = draw_cases([photo], n_pairs, REAL_TEXT_SIDE, args.kernel_size, rng)
+    cases = draw_cases([photo], n_pairs, side, args.kernel_size, rng)
     levels = args.noise_levels or DEFAULT_NOISE[args.condition]
     results = score_level(cases, levels[0], rng, generic, specific, "text")
     print_table(f"scikit-image's text photo (public domain), {n_pairs} crops of "
-                f"{REAL_TEXT_SIDE} px, noise {levels[0]:g}", header, level_rows(results))
+                f"{side} px, noise {levels[0]:g}", header, level_rows(results))
 
 
 if __name__ == "__main__":

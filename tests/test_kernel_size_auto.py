@@ -135,7 +135,8 @@ def test_json_report_and_cli_line_name_the_chosen_size(tmp_path, large_blur, cap
     assert record["parameters"]["kernel_size"] == "auto"
     assert record["model"] is None
     assert [(entry["kernel_size"], entry["condition"]) for entry in record["models"]] == [
-        (17, None), (25, None), (33, None), (17, "high_noise"), (17, "text")]
+        (17, None), (25, None), (33, None), (17, "high_noise"), (25, "high_noise"),
+        (17, "text"), (25, "text")]
     (image,) = record["images"]
     assert image["kernel_size"] == 33 == len(image["kernel"])
     choice = image["kernel_size_choice"]

@@ -119,7 +119,7 @@ def test_bad_noise_argument_is_a_value_error(bad):
 
 
 def test_shipped_high_noise_model_and_its_recipe():
-    assert SHIPPED_CONDITIONS == {"high_noise": (17,), "text": (17,)}
+    assert SHIPPED_CONDITIONS == {"high_noise": (17, 25), "text": (17, 25)}
     path = shipped_model_path(17, "high_noise")
     assert path.name == "k17_high_noise.npz"
     net = load_model("k17_high_noise")
@@ -195,3 +195,15 @@ def test_cli_refuses_content_with_nonuniform(tmp_path, capsys):
     assert main(["deblur", str(photo), "--nonuniform", "--content", "text"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--content text" in err[0]
+
+
+@pytest.mark.parametrize("options, network, refined", [
+    ({"noise": "high"}, "k25_high_noise.npz", False),
+    ({"content": "text", "noise": "low"}, "k25_text.npz", True)])
+def test_25_px_fine_tuned_networks_are_selected(options, network, refined):
+    kernel, choice = quiet_estimate(blurred(0.01), 25, **options)
+    assert (choice.condition.network, choice.condition.refined) == (network, refined)
+    condition = "high_noise" if "noise" in options and options["noise"] == "high" else "text"
+    expected, _ = quiet_estimate(blurred(0.01), 25, refine=refined, noise="low",
+                                 model=load_shipped_model(25, condition=condition))
+    np.testing.assert_array_equal(kernel, expected)

@@ -95,7 +95,7 @@ def add_deblur_parser(subparsers, user_error):
                              "kernel_refinement.md)")
     parser.add_argument("--noise", choices=("auto", "low", "high"), default="auto",
                         help="the photo's noise: high uses the network fine-tuned "
-                             "for heavy noise where one is shipped (17 px) and "
+                             "for heavy noise where one is shipped (17, 25 px) and "
                              "skips the refinement, which makes noisy estimates "
                              "worse; auto (default): high when the noise estimated "
                              f"on the luminance is at least {HIGH_NOISE_STD} (on "

@@ -480,7 +480,7 @@ def estimate_kernel(image, kernel_size="auto", *, channel_axis=None, model=None,
     noise : {'auto', 'low', 'high'}, optional
         The photo's noise condition. ``'high'``: the network fine-tuned
         for heavy noise (where one is shipped for the kernel size and no
-        ``model`` is given: 17 px) and, with ``refine=True``, no
+        ``model`` is given: 17 and 25 px) and, with ``refine=True``, no
         refinement. ``'auto'`` (default): ``'high'`` when the noise
         estimated on the luminance is at least :data:`HIGH_NOISE_STD`
         (0.02), else ``'low'`` (:func:`choose_noise_condition`).

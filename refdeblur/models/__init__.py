@@ -26,9 +26,10 @@ SHIPPED_KERNEL_SIZES = (17, 25, 33)
 
 #: Conditions with a fine-tuned network, and the kernel sizes it is shipped
 #: for: ``"high_noise"``, the generic network fine-tuned with noise of
-#: standard deviation 0.05 instead of 0.01 (``k17_high_noise.json``);
-#: ``"text"``, fine-tuned on synthetic document pages (``k17_text.json``).
-SHIPPED_CONDITIONS = {"high_noise": (17,), "text": (17,)}
+#: standard deviation 0.05 instead of 0.01 (``k17_high_noise.json``,
+#: ``k25_high_noise.json``); ``"text"``, fine-tuned on synthetic document
+#: pages (``k17_text.json``, ``k25_text.json``).
+SHIPPED_CONDITIONS = {"high_noise": (17, 25), "text": (17, 25)}
 
 _FOLDER = Path(__file__).resolve().parent
 
