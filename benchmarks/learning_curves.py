@@ -57,7 +57,8 @@ def read_validation(log_path):
 
 def fixed_kernel_error(config, cache):
     """Mean ``||mean kernel - k||²`` over a run's own validation pairs."""
-    key = (config["images"], config.get("validation_images"), config.get("validation_fraction"),
+    key = (config.get("images"), config.get("content"), json.dumps(config.get("documents")),
+           config.get("validation_images"), config.get("validation_fraction"),
            config.get("validation_folder"), config["kernel_size"], config["crop_size"],
            config["noise_std"], config["n_validation"], config["validation_seed"])
     if key not in cache:
@@ -158,8 +159,8 @@ def main(argv=None):
         config = json.loads((folder / "config.json").read_text())
         if args.images:
             config["images"] = args.images
-        elif not Path(config["images"]).is_absolute():
-            config["images"] = str(ROOT / config["images"])
+        elif config.get("images") and not Path(config["images"]).is_absolute():
+            config["images"] = str(ROOT / config["images"])   # runs on documents have none
         steps, errors, hours, _ = read_validation(folder / "log.jsonl")
         if len(steps) == 0:
             continue
