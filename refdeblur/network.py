@@ -151,6 +151,9 @@ class StageCache(NamedTuple):
     recombine2: object
     kernel_quotient: object
     image_quotient: object
+    #: 1 where the stage's own kernel reached its image quotient, 0 where a
+    #: forced kernel replaced it (N13); None when nothing was forced.
+    kernel_kept: object = None
 
 
 class Stage:
@@ -236,7 +239,7 @@ class Stage:
         return {name[len(start):]: value for name, value in params.items()
                 if name.startswith(start)}
 
-    def forward(self, stage_input, blurry, params):
+    def forward(self, stage_input, blurry, params, forced=None):
         """Run the stage (N1)-(N5).
 
         Parameters
@@ -246,6 +249,11 @@ class Stage:
             The blurry image of this scale, deconvolved by the image quotient.
         params : dict
             The network's parameters.
+        forced : tuple (kernels, mask), optional
+            Teacher forcing (N13): where ``mask`` (shape (N,), bool) is
+            True, ``kernels`` (shape (N, m, m)) replaces the stage's own
+            kernel as its output and as the kernel its image quotient
+            deconvolves with.
 
         Returns
         -------
@@ -264,10 +272,18 @@ class Stage:
         x_sharp = features[:, :self.n_pairs]                         # (N3)
         y_blurry = features[:, self.n_pairs:]
         kernel, kq_cache = self.kernel_quotient.forward(x_sharp, y_blurry)  # (N4)
+        kernel_kept = None
+        if forced is not None:
+            forced_kernels, mask = forced
+            mask = np.asarray(mask, dtype=bool)
+            kernel_kept = (~mask).astype(kernel.dtype)
+            kernel = np.where(mask[:, None, None],
+                              np.asarray(forced_kernels, dtype=kernel.dtype),
+                              kernel)                                # (N13)
         latent, iq_cache = self.image_quotient.forward(
             kernel, blurry, self.params_of(params, "image_quotient"))   # (N5)
         cache = StageCache(conv_cache, tanh1_cache, rec1_cache, tanh2_cache,
-                           rec2_cache, kq_cache, iq_cache)
+                           rec2_cache, kq_cache, iq_cache, kernel_kept)
         return kernel, latent, cache
 
     def backward(self, dkernel, dlatent, cache, *, input_grad=True):
@@ -302,6 +318,8 @@ class Stage:
                              else total_dkernel + dkernel_iq)
         if total_dkernel is None:
             raise ValueError("stage backward needs a kernel or latent gradient")
+        if cache.kernel_kept is not None:
+            total_dkernel = total_dkernel * cache.kernel_kept[:, None, None]  # (N14)
         (dx_sharp, dy_blurry), _ = self.kernel_quotient.backward(
             total_dkernel, cache.kernel_quotient)                    # (N7)
         dfeatures = np.concatenate([dx_sharp, dy_blurry], axis=1)    # (N8)
@@ -341,16 +359,20 @@ def stage_input(blurry, latent):
     return np.stack([blurry, latent], axis=1)                         # (N12)
 
 
-def run_stages_with_cache(stages, blurry, latent, params):
+def run_stages_with_cache(stages, blurry, latent, params, forced=None):
     """Run a scale's stages with :meth:`Stage.forward`, keeping every cache.
 
     The stage runner of :meth:`Network.forward_with_cache` (see
-    :meth:`Network.run_scales`).
+    :meth:`Network.run_scales`). ``forced`` maps a stage's index in
+    ``stages`` to the ``(kernels, mask)`` that :meth:`Stage.forward` forces
+    (N13).
     """
+    forced = forced or {}
     kernels, caches = [], []
-    for stage in stages:
+    for index, stage in enumerate(stages):
         kernel, latent, cache = stage.forward(stage_input(blurry, latent),
-                                              blurry, params)
+                                              blurry, params,
+                                              forced=forced.get(index))
         kernels.append(kernel)
         caches.append(cache)
     return kernels, latent, caches
@@ -537,9 +559,26 @@ class Network:
         return output
 
     @one_blas_thread()
-    def forward_with_cache(self, image, *, n_stages=None):
-        """:meth:`forward`, also returning what :meth:`backward` needs."""
-        return self.run_scales(image, run_stages_with_cache, n_stages=n_stages)
+    def forward_with_cache(self, image, *, n_stages=None, forced=None):
+        """:meth:`forward`, also returning what :meth:`backward` needs.
+
+        ``forced`` (teacher forcing, derivations/network.md §2) maps the
+        0-based index of a stage of the finest scale to ``(kernels, mask)``:
+        for the examples where ``mask`` is True that stage hands ``kernels``
+        on instead of its own estimate (N13), and :meth:`backward` sends no
+        gradient through the estimate it replaced (N14).
+        """
+        if not forced:
+            return self.run_scales(image, run_stages_with_cache, n_stages=n_stages)
+        finest = len(self.scales) - 1
+
+        def runner(stages, blurry, latent, params):
+            if len(stages) and stages[0] is self.scales[finest][0]:
+                return run_stages_with_cache(stages, blurry, latent, params,
+                                             forced=forced)
+            return run_stages_with_cache(stages, blurry, latent, params)
+
+        return self.run_scales(image, runner, n_stages=n_stages)
 
     def run_scales(self, image, stage_runner, *, n_stages=None, n_scales=None):
         """The scales, coarse to fine, with the stages of each run by ``stage_runner``.
@@ -699,7 +738,7 @@ class Network:
             dimage = dimage[0]
         return grads, dimage
 
-    def loss_and_grad(self, image, true_kernel, *, n_stages=None):
+    def loss_and_grad(self, image, true_kernel, *, n_stages=None, forced=None):
         """L2 kernel loss and its gradient with respect to every parameter.
 
         ``loss = (1/N) sum_n ||k_n - k_true_n||^2`` on the final kernel
@@ -712,6 +751,8 @@ class Network:
         true_kernel : ndarray of shape (m, m) or (N, m, m)
         n_stages : int, optional
             See :meth:`forward`.
+        forced : dict, optional
+            Teacher forcing, see :meth:`forward_with_cache`.
 
         Returns
         -------
@@ -719,7 +760,8 @@ class Network:
         grads : dict
             Keyed like ``params``.
         """
-        output, cache = self.forward_with_cache(image, n_stages=n_stages)
+        output, cache = self.forward_with_cache(image, n_stages=n_stages,
+                                                forced=forced)
         kernel = np.asarray(output.kernel)
         true_kernel = np.asarray(true_kernel, dtype=kernel.dtype)
         if true_kernel.shape != kernel.shape:

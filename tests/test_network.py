@@ -19,20 +19,20 @@ TOL = 1e-6
 SMALL = dict(n_filters=4, n_hidden=5, beta_k=1e-2, initial_beta_x=0.1)
 
 
-def _kink_signature(net, image, n_stages=None):
+def _kink_signature(net, image, n_stages=None, forced=None):
     """Signs of every stage's cropped quotient: where the threshold bends."""
-    _, cache = net.forward_with_cache(image, n_stages=n_stages)
+    _, cache = net.forward_with_cache(image, n_stages=n_stages, forced=forced)
     return np.concatenate([(stage.kernel_quotient.cropped > 0).ravel()
                            for scale in cache.scales for stage in scale.stages])
 
 
-def _check_every_parameter(net, image, true_kernel, rng, n_stages=None):
+def _check_every_parameter(net, image, true_kernel, rng, n_stages=None, forced=None):
     """Relative error of d loss / d parameter along a random direction, per array.
 
     The step is chosen per parameter by :func:`gradcheck.stable_directional_derivative`,
     skipping steps whose stencil would cross the kernel threshold's kink.
     """
-    _, grads = net.loss_and_grad(image, true_kernel, n_stages=n_stages)
+    _, grads = net.loss_and_grad(image, true_kernel, n_stages=n_stages, forced=forced)
     errors = {}
     for name in sorted(net.params):
         value = net.params[name]
@@ -48,13 +48,14 @@ def _check_every_parameter(net, image, true_kernel, rng, n_stages=None):
 
         def loss(new_value):
             return evaluate(new_value, lambda: net.loss_and_grad(
-                image, true_kernel, n_stages=n_stages)[0])
+                image, true_kernel, n_stages=n_stages, forced=forced)[0])
 
-        reference = _kink_signature(net, image, n_stages)
+        reference = _kink_signature(net, image, n_stages, forced)
 
         def is_smooth(h, value=value, direction=direction):
             return all(np.array_equal(evaluate(value + t * h * direction,
-                                               lambda: _kink_signature(net, image, n_stages)),
+                                               lambda: _kink_signature(net, image, n_stages,
+                                                                       forced)),
                                       reference) for t in (-2.0, 2.0))
 
         numeric, _ = gradcheck.stable_directional_derivative(
@@ -124,6 +125,73 @@ def test_two_scale_network_gradient_wrt_input_image(rng):
 
     errors = gradcheck.check_vjp(lambda y: net.forward(y).kernel, [image], vjp, rng=rng)
     assert max(errors) <= TOL, f"input gradient rel err {errors}"
+
+
+def _forcing(rng, n_batch, m):
+    """Stage 1 forced for example 0, stage 2 for example 1, example 2 free."""
+    return {0: (_true_kernels(rng, n_batch, m), np.array([True, False, False])),
+            1: (_true_kernels(rng, n_batch, m), np.array([False, True, False]))}
+
+
+def test_teacher_forced_stage_vjp(rng):
+    arch = Architecture(kernel_sizes=(5,), filter_sizes=(3,), **SMALL)
+    stage = Stage("s.", 2, 5, 3, 2, 2, arch)
+    params = stage.init_params(rng)
+    stage_input = rng.random((3, 2, 16, 15))
+    blurry = rng.random((3, 16, 15))
+    forced = (_true_kernels(rng, 3, 5), np.array([True, False, True]))
+    names = sorted(params)
+
+    def function(stage_input, blurry, *values):
+        kernel, latent, _ = stage.forward(stage_input, blurry, dict(zip(names, values)),
+                                          forced=forced)
+        return np.concatenate([kernel.ravel(), latent.ravel()])
+
+    _, _, cache = stage.forward(stage_input, blurry, params, forced=forced)
+
+    def vjp(weight):
+        split = 3 * 5 * 5
+        dinput, dblurry, grads = stage.backward(weight[:split].reshape(3, 5, 5),
+                                                weight[split:].reshape(3, 16, 15), cache)
+        return [dinput, dblurry] + [grads[n] for n in names]
+
+    errors = gradcheck.check_vjp(function, [stage_input, blurry] + [params[n] for n in names],
+                                 vjp, rng=rng)
+    report = dict(zip(["input", "blurry"] + names, errors))
+    assert max(errors) <= TOL, f"forced stage rel errs {report}"
+    # (N14): the forced examples' features get no gradient through the kernel
+    dinput, _, _ = stage.backward(np.ones((3, 5, 5)), None, cache)
+    assert np.all(dinput[[0, 2]] == 0) and np.any(dinput[1] != 0)
+
+
+def test_teacher_forced_network_gradients(rng):
+    net = build_network(5, rng=rng, filter_sizes=(3,), n_pairs=(1, 2, 2), **SMALL)
+    image = rng.random((3, 18, 17))
+    errors = _check_every_parameter(net, image, _true_kernels(rng, 3, 5), rng,
+                                    forced=_forcing(rng, 3, 5))
+    assert len(errors) == 3 * 5
+    assert max(errors.values()) <= TOL, f"worst {max(errors.values()):.2e}: {errors}"
+
+
+def test_teacher_forcing_replaces_only_the_masked_examples(rng):
+    net = build_network(5, rng=rng, kernel_sizes=(3, 5), filter_sizes=(3, 3),
+                        n_pairs=(1, 2, 2), taper_widths=(1, 2), **SMALL)
+    image = rng.random((3, 19, 18))
+    forced = _forcing(rng, 3, 5)
+    free, _ = net.forward_with_cache(image)
+    output, _ = net.forward_with_cache(image, forced=forced)
+    # the coarse scale is never forced; the finest scale's stages are, per example
+    for coarse, reference in zip(output.stage_kernels[0], free.stage_kernels[0]):
+        np.testing.assert_array_equal(coarse, reference)
+    finest = output.stage_kernels[1]
+    np.testing.assert_array_equal(finest[0][0], forced[0][0][0])
+    np.testing.assert_array_equal(finest[1][1], forced[1][0][1])
+    np.testing.assert_allclose(output.kernel[2], free.kernel[2], rtol=0, atol=1e-13)
+    assert not np.allclose(output.kernel[:2], free.kernel[:2])
+    # a forcing that masks nothing changes nothing
+    nothing = {0: (forced[0][0], np.zeros(3, dtype=bool))}
+    np.testing.assert_array_equal(net.forward_with_cache(image, forced=nothing)[0].kernel,
+                                  free.kernel)
 
 
 def test_truncated_network_trains_only_the_stages_it_runs(rng):

@@ -205,6 +205,18 @@ def add_train_parser(subparsers):
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0,
                         help="wall-clock minutes between two checkpoints "
                              "(default: %(default)g)")
+    parser.add_argument("--teacher-forcing", type=float, metavar="P",
+                        help="fraction of the examples of every step with two "
+                             "stages or more in which one earlier stage of the "
+                             "finest scale hands on the true kernel with random "
+                             "errors (blur, blob, another kernel, shift, rotation, "
+                             "dilation, coarse) instead of its own estimate, so "
+                             "that the later stages learn to correct errors; "
+                             "needs --example-seeding stream (default: 0, none)")
+    parser.add_argument("--teacher-forcing-until", type=int, metavar="STEP",
+                        help="stop the teacher forcing at this step; the later "
+                             "stages then train on the earlier ones' own "
+                             "estimates (default: never)")
     parser.add_argument("--example-seeding", choices=("stream", "per-example"),
                         help="stream: the examples of every step drawn from one "
                              "generator; per-example: example i of step s from "
@@ -316,6 +328,19 @@ def _check_options(args):
         raise UserError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers must be at least 1, got {args.workers}")
+    if args.teacher_forcing is not None and not 0 <= args.teacher_forcing <= 1:
+        raise UserError(f"--teacher-forcing must be between 0 and 1, got "
+                        f"{args.teacher_forcing}")
+    if args.teacher_forcing_until is not None:
+        if args.teacher_forcing_until < 0:
+            raise UserError(f"--teacher-forcing-until must be >= 0, got "
+                            f"{args.teacher_forcing_until}")
+        if not args.teacher_forcing:
+            raise UserError("--teacher-forcing-until needs --teacher-forcing")
+    if args.teacher_forcing and (args.example_seeding == "per-example"
+                                 or _cluster_option(args) is not None):
+        raise UserError("--teacher-forcing needs --example-seeding stream (no "
+                        "--workers or --scheduler)")
     option = _cluster_option(args)
     if option is not None:
         if args.example_seeding == "stream":
@@ -440,6 +465,9 @@ def new_run_config(args):
         config["validation_folder"] = str(args.val_images)
     if args.example_seeding == "per-example" or _cluster_option(args) is not None:
         config["example_seeding"] = "per_example"
+    if args.teacher_forcing:
+        config["teacher_forcing"] = {"probability": args.teacher_forcing,
+                                     "until_step": args.teacher_forcing_until}
     return config
 
 

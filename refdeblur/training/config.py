@@ -24,7 +24,7 @@ from .optim import optimizer_settings
 
 __all__ = ["CONFIG_FILE", "CHECKPOINT_FILE", "LOG_FILE", "RECIPES", "EXAMPLE_SEEDINGS",
            "FINE_TUNING_LEARNING_RATE", "SHIPPED_INIT_NAMES",
-           "default_config", "example_seeding", "recipe_config", "recipe_steps",
+           "default_config", "example_seeding", "teacher_forcing", "recipe_config", "recipe_steps",
            "architecture_options", "read_config", "write_config", "training_command",
            "resolve_init_model", "read_init_model", "fine_tuning_config"]
 
@@ -134,13 +134,66 @@ def default_config(kernel_size, **overrides):
         "documents": None,
     }
     seeding = overrides.pop("example_seeding", "stream")
+    forcing = overrides.pop("teacher_forcing", None)
     for key, value in overrides.items():
         if key not in config:
             raise ValueError(f"unknown training option {key!r}")
         config[key] = value
     if example_seeding({"example_seeding": seeding}) == "per_example":
         config["example_seeding"] = seeding
+    if forcing is not None and teacher_forcing({"teacher_forcing": forcing})[0] > 0:
+        if example_seeding(config) != "stream":
+            raise ValueError("teacher forcing needs the stream of examples "
+                             "(example_seeding 'stream')")
+        config["teacher_forcing"] = dict(forcing)
     return config
+
+
+def teacher_forcing(config):
+    """A run's teacher forcing: ``(probability, until_step)``.
+
+    ``config["teacher_forcing"]`` is ``{"probability": p, "until_step":
+    s}``: up to step ``s`` (for ever when None) a fraction ``p`` of the
+    examples of every step that runs two stages or more feeds a later stage
+    of the finest scale a latent image deconvolved with a perturbed true
+    kernel (:mod:`refdeblur.training.teacher_forcing`,
+    derivations/training.md, "Teacher forcing"). A configuration without
+    the key (every run made before it existed) means ``(0.0, None)``.
+
+    Parameters
+    ----------
+    config : dict
+
+    Returns
+    -------
+    probability : float
+    until_step : int or None
+
+    Raises
+    ------
+    ValueError
+        For a probability outside [0, 1], a negative step or an unknown key.
+
+    Examples
+    --------
+    >>> from refdeblur.training.config import teacher_forcing
+    >>> teacher_forcing({}), teacher_forcing({"teacher_forcing": {"probability": 0.5}})
+    ((0.0, None), (0.5, None))
+    """
+    value = dict(config.get("teacher_forcing") or {})
+    unknown = set(value) - {"probability", "until_step"}
+    if unknown:
+        raise ValueError(f"unknown teacher_forcing keys: {sorted(unknown)}")
+    probability = float(value.get("probability", 0.0))
+    if not 0.0 <= probability <= 1.0:
+        raise ValueError(f"teacher forcing probability must be in [0, 1], "
+                         f"got {probability}")
+    until = value.get("until_step")
+    if until is not None:
+        until = int(until)
+        if until < 0:
+            raise ValueError(f"teacher forcing until_step must be >= 0, got {until}")
+    return probability, until
 
 
 def example_seeding(config):
@@ -446,4 +499,9 @@ def training_command(config):
         parts += ["--base-model", config["base_model"]]
     if example_seeding(config) == "per_example":
         parts += ["--example-seeding", "per-example"]
+    probability, until = teacher_forcing(config)
+    if probability > 0:
+        parts += ["--teacher-forcing", repr(probability)]
+        if until is not None:
+            parts += ["--teacher-forcing-until", str(until)]
     return " ".join(parts)

@@ -74,7 +74,7 @@ def kernel_errors(net, images, true_kernels, *, n_stages=None, batch_size=8):
     return np.concatenate(errors)
 
 
-def training_step(net, optimizer, outliers, blurry, true_kernels, phase):
+def training_step(net, optimizer, outliers, blurry, true_kernels, phase, *, forced=None):
     """One optimiser step on a mini-batch.
 
     The loss is the mean squared kernel error over the examples the outlier
@@ -91,6 +91,9 @@ def training_step(net, optimizer, outliers, blurry, true_kernels, phase):
     true_kernels : ndarray, shape (N, m, m)
     phase : Phase
         Stages run and parameters updated.
+    forced : dict, optional
+        Teacher forcing (:func:`refdeblur.training.teacher_forcing.forced_kernels`,
+        :meth:`refdeblur.network.Network.forward_with_cache`).
 
     Returns
     -------
@@ -103,7 +106,8 @@ def training_step(net, optimizer, outliers, blurry, true_kernels, phase):
     # rounding of the matrix products must not depend on BLAS's thread count
     # (a resumed run repeats the bits of an uninterrupted one).
     with one_blas_thread():
-        output, cache = net.forward_with_cache(blurry, n_stages=phase.n_stages)
+        output, cache = net.forward_with_cache(blurry, n_stages=phase.n_stages,
+                                               forced=forced)
         # in the network's precision: float64 targets would turn the backward
         # pass of a float32 network into float64 up to the first convolution
         residual = output.kernel - np.asarray(true_kernels, dtype=output.kernel.dtype)

@@ -44,12 +44,13 @@ from .._engine.threads import one_blas_thread
 from ..model_io import read_model_file, save_model
 from ..network import build_network
 from .config import (CHECKPOINT_FILE, CONFIG_FILE, LOG_FILE, example_seeding,
-                     read_config, read_init_model, write_config)
+                     read_config, read_init_model, teacher_forcing, write_config)
 from .data import load_run_data, run_content
 from .log import read_log
 from .optim import make_optimizer
 from .schedule import Phase, phase_at, stagewise_schedule
 from .step import OutlierFilter, kernel_errors, training_step
+from .teacher_forcing import forced_kernels
 
 __all__ = ["Trainer", "TrainingResult", "train", "ExampleResult", "example_seed",
            "example_result", "per_example_step", "LocalExamples", "fine_tuning_phases",
@@ -287,6 +288,9 @@ class Trainer:
         self.batch_source = batch_source
         self.validation = validation
         self.per_example = example_seeding(config) == "per_example"
+        if self.per_example and teacher_forcing(config)[0] > 0:
+            raise ValueError("teacher forcing needs the stream of examples "
+                             "(example_seeding 'stream')")
         if self.per_example and examples is None:
             raise ValueError("per-example seeding needs the examples' computation "
                              "(examples=LocalExamples(source))")
@@ -470,8 +474,12 @@ class Trainer:
             return per_example_step(self.net, self.optimizer, self.outliers, results,
                                     phase)
         blurry, kernels = self.batch_source(self.rng, batch_size)
+        probability, until = teacher_forcing(self.config)
+        forced = None
+        if probability > 0 and (until is None or self.step < until):
+            forced = forced_kernels(self.rng, kernels, phase.n_stages, probability)
         return training_step(self.net, self.optimizer, self.outliers, blurry, kernels,
-                             phase)
+                             phase, forced=forced)
 
     def phases(self):
         """The stage-wise schedule of this run (:func:`stagewise_schedule`).

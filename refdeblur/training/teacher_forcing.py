@@ -1,0 +1,161 @@
+"""Teacher forcing: later stages learn from latent images of known quality.
+
+A later stage learns to refine only if its input latent image is worth
+refining. Early in training the stage before it returns a blob, so the later
+stage sees nothing else and learns to hedge. With teacher forcing a fraction
+of the examples of a step replace the kernel of one earlier stage of the
+finest scale by the true kernel perturbed by a random mixture of errors;
+that stage's image quotient deconvolves with it, and the stages after it
+learn to correct errors of every kind, not only those the current earlier
+stages make (derivations/training.md, "Teacher forcing";
+derivations/network.md (N13)-(N14)).
+
+The perturbations are the errors a blind estimate makes: blur (a kernel too
+smooth), a blob of the kernel's extent mixed in (the hedging answer of an L2
+loss), another camera-shake kernel mixed in (a wrong path), a shift, a
+rotation, a dilation and a down- and upsampling (the answer of a coarser
+scale). One to three of them are applied in random order, each at a random
+strength.
+"""
+
+import numpy as np
+from scipy import ndimage
+
+from ..kernels import resize_kernel
+
+__all__ = ["PERTURBATIONS", "perturb_kernel", "forced_kernels"]
+
+#: The kinds of error :func:`perturb_kernel` mixes.
+PERTURBATIONS = ("blur", "blob", "other", "shift", "rotate", "dilate", "coarse")
+
+
+def _blob(kernel):
+    """The isotropic Gaussian with the kernel's centroid and spread."""
+    m = kernel.shape[0]
+    grid = np.arange(m, dtype=np.float64)
+    weight_rows, weight_cols = kernel.sum(axis=1), kernel.sum(axis=0)
+    centre_row, centre_col = grid @ weight_rows, grid @ weight_cols
+    variance = (((grid - centre_row) ** 2) @ weight_rows
+                + ((grid - centre_col) ** 2) @ weight_cols) / 2.0
+    variance = max(variance, 0.25)
+    rows = np.exp(-(grid - centre_row) ** 2 / (2.0 * variance))
+    cols = np.exp(-(grid - centre_col) ** 2 / (2.0 * variance))
+    blob = np.outer(rows, cols)
+    return blob / blob.sum()
+
+
+def _apply(kind, kernel, strength, rng, other):
+    """One perturbation of strength in [0, 1]; may leave negative values."""
+    m = kernel.shape[0]
+    centre = (m - 1) / 2.0
+    if kind == "blur":
+        return ndimage.gaussian_filter(kernel, sigma=0.3 + 2.7 * strength,
+                                       mode="constant")
+    if kind == "blob":
+        return (1.0 - strength) * kernel + strength * _blob(kernel)
+    if kind == "other":
+        if other is None:
+            return kernel
+        return (1.0 - strength) * kernel + strength * other
+    if kind == "shift":
+        angle = rng.uniform(0.0, 2.0 * np.pi)
+        distance = strength * m / 6.0
+        return ndimage.shift(kernel, (distance * np.sin(angle), distance * np.cos(angle)),
+                             order=1, mode="constant")
+    if kind == "rotate":
+        angle = strength * 90.0 * rng.choice((-1.0, 1.0))
+        return ndimage.rotate(kernel, angle, reshape=False, order=1, mode="constant")
+    if kind == "dilate":
+        factor = np.exp(0.5 * strength * rng.choice((-1.0, 1.0)))
+        # output pixel p samples the input at centre + (p - centre) / factor
+        return ndimage.affine_transform(kernel, np.eye(2) / factor,
+                                        offset=centre - centre / factor,
+                                        order=1, mode="constant")
+    if kind == "coarse":
+        small = max(3, int(round(m * (1.0 - 0.75 * strength))) | 1)
+        return resize_kernel(resize_kernel(kernel, small), m)
+    raise ValueError(f"unknown perturbation {kind!r}")
+
+
+def perturb_kernel(kernel, rng, *, other=None, max_kinds=3):
+    """The kernel with one to ``max_kinds`` random errors of :data:`PERTURBATIONS`.
+
+    Parameters
+    ----------
+    kernel : ndarray of shape (m, m)
+        A true kernel: non-negative, sum 1.
+    rng : numpy.random.Generator
+    other : ndarray of shape (m, m), optional
+        Another kernel that the ``"other"`` error mixes in (without it that
+        error leaves the kernel as it is).
+    max_kinds : int, optional
+        Most errors applied to one kernel.
+
+    Returns
+    -------
+    ndarray of shape (m, m)
+        float64, non-negative, sum 1 (the blob of the kernel where nothing
+        positive is left).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from refdeblur.camera_shake import sample_kernel
+    >>> from refdeblur.training.teacher_forcing import perturb_kernel
+    >>> kernel = sample_kernel(17, np.random.default_rng(0))
+    >>> wrong = perturb_kernel(kernel, np.random.default_rng(1))
+    >>> wrong.shape, bool(np.isclose(wrong.sum(), 1.0)), bool(wrong.min() >= 0)
+    ((17, 17), True, True)
+    """
+    kernel = np.asarray(kernel, dtype=np.float64)
+    n_kinds = int(rng.integers(1, max_kinds + 1))
+    order = rng.permutation(len(PERTURBATIONS))[:n_kinds]
+    result = kernel
+    for index in order:
+        strength = float(rng.uniform(0.0, 1.0))
+        result = np.maximum(_apply(PERTURBATIONS[index], result, strength, rng,
+                                   other), 0.0)
+        total = result.sum()
+        result = result / total if total > 0 else _blob(kernel)
+    return result
+
+
+def forced_kernels(rng, true_kernels, n_stages, probability):
+    """Draw which examples of a step are forced, where, and with what kernel.
+
+    Each example is forced with ``probability``; a forced example replaces
+    the kernel of one of the stages before the last one run (chosen
+    uniformly) by :func:`perturb_kernel` of its true kernel, with the next
+    example's true kernel as the ``"other"`` kernel.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    true_kernels : ndarray of shape (N, m, m)
+    n_stages : int
+        Stages run at the finest scale this step.
+    probability : float
+        Fraction of the examples forced, in [0, 1].
+
+    Returns
+    -------
+    dict or None
+        ``{stage index: (kernels (N, m, m), mask (N,))}`` for
+        :meth:`refdeblur.network.Network.forward_with_cache`; None when no
+        example is forced (always with one stage).
+    """
+    if n_stages < 2 or probability <= 0:
+        return None
+    true_kernels = np.asarray(true_kernels)
+    n = len(true_kernels)
+    forced_mask = rng.random(n) < probability
+    stages = rng.integers(0, n_stages - 1, size=n)
+    if not forced_mask.any():
+        return None
+    kernels = np.array(true_kernels, dtype=np.float64, copy=True)
+    for index in np.flatnonzero(forced_mask):
+        other = true_kernels[(index + 1) % n] if n > 1 else None
+        kernels[index] = perturb_kernel(true_kernels[index], rng, other=other)
+    kernels = kernels.astype(true_kernels.dtype, copy=False)
+    return {int(stage): (kernels, forced_mask & (stages == stage))
+            for stage in np.unique(stages[forced_mask])}

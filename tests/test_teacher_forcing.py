@@ -1,0 +1,154 @@
+"""Teacher forcing: the kernel perturbations, the draw per step, and training with it."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import skimage.io
+
+from refdeblur import load_model
+from refdeblur.camera_shake import sample_kernel
+from refdeblur.training.config import default_config, teacher_forcing, training_command
+from refdeblur.training.teacher_forcing import (PERTURBATIONS, _apply, forced_kernels,
+                                                perturb_kernel)
+
+
+@pytest.fixture
+def kernel():
+    return sample_kernel(17, np.random.default_rng(4))
+
+
+@pytest.mark.parametrize("kind", PERTURBATIONS)
+def test_every_perturbation_changes_the_kernel_and_strength_zero_hardly_does(kind, kernel):
+    other = sample_kernel(17, np.random.default_rng(5))
+    strong = np.maximum(_apply(kind, kernel, 1.0, np.random.default_rng(0), other), 0)
+    strong /= strong.sum()
+    assert np.sum((strong - kernel) ** 2) > 1e-4 * np.sum(kernel ** 2)
+    if kind not in ("blur", "coarse"):      # these have a floor: sigma 0.3, a resize
+        weak = _apply(kind, kernel, 0.0, np.random.default_rng(0), other)
+        np.testing.assert_allclose(weak, kernel, atol=1e-12)
+
+
+def test_dilation_scales_the_spread_about_the_centre():
+    columns = np.arange(25)
+    # two smooth dots 4 px either side of the centre (a point would alias when shrunk)
+    row = np.exp(-(columns - 8.0) ** 2 / 2.0) + np.exp(-(columns - 16.0) ** 2 / 2.0)
+    kernel = np.outer(np.exp(-(columns - 12.0) ** 2 / 2.0), row)
+    kernel /= kernel.sum()
+    for seed in range(8):                      # both signs of the dilation
+        wide = _apply("dilate", kernel, 1.0, np.random.default_rng(seed), None)
+        weight = wide.sum(axis=0)
+        centre = columns @ weight / weight.sum()
+        spread = np.sqrt(((columns - centre) ** 2) @ weight / weight.sum())
+        assert centre == pytest.approx(12.0, abs=1e-9)
+        # the dots' own width (1 px) adds in quadrature and scales along
+        spread_of = {factor: np.sqrt(16.0 + 1.0) * factor
+                     for factor in (np.exp(0.5), np.exp(-0.5))}
+        assert any(spread == pytest.approx(value, rel=0.05)
+                   for value in spread_of.values()), spread
+
+
+def test_perturbed_kernels_are_kernels_and_reproducible(kernel):
+    other = sample_kernel(17, np.random.default_rng(6))
+    first = [perturb_kernel(kernel, np.random.default_rng(seed), other=other)
+             for seed in range(20)]
+    again = [perturb_kernel(kernel, np.random.default_rng(seed), other=other)
+             for seed in range(20)]
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+        assert a.shape == (17, 17) and a.min() >= 0
+        assert a.sum() == pytest.approx(1.0, abs=1e-12)
+    errors = [np.sum((a - kernel) ** 2) for a in first]
+    assert len(set(np.round(errors, 12))) == 20     # a broad mixture, not one error
+
+
+def test_forced_kernels_draw():
+    rng = np.random.default_rng(0)
+    kernels = np.stack([sample_kernel(9, rng) for _ in range(6)])
+    assert forced_kernels(rng, kernels, 1, 1.0) is None
+    assert forced_kernels(rng, kernels, 3, 0.0) is None
+    forced = forced_kernels(np.random.default_rng(1), kernels, 3, 1.0)
+    assert set(forced) <= {0, 1}
+    masks = np.array([mask for _, mask in forced.values()])
+    np.testing.assert_array_equal(masks.sum(axis=0), np.ones(6))    # each once
+    replaced, _ = next(iter(forced.values()))
+    assert replaced.shape == kernels.shape
+    assert all(not np.allclose(replaced[i], kernels[i]) for i in range(6))
+    half = forced_kernels(np.random.default_rng(2), np.repeat(kernels, 50, axis=0), 2, 0.5)
+    fraction = sum(mask.sum() for _, mask in half.values()) / 300
+    assert 0.4 < fraction < 0.6 and set(half) == {0}
+
+
+def test_configuration_records_teacher_forcing_only_when_on():
+    assert "teacher_forcing" not in default_config(17)
+    assert teacher_forcing(default_config(17)) == (0.0, None)
+    config = default_config(17, teacher_forcing={"probability": 0.5, "until_step": 900},
+                            images="IMAGES")
+    assert teacher_forcing(config) == (0.5, 900)
+    assert "--teacher-forcing 0.5 --teacher-forcing-until 900" in training_command(config)
+    with pytest.raises(ValueError, match="probability"):
+        teacher_forcing({"teacher_forcing": {"probability": 1.5}})
+    with pytest.raises(ValueError, match="stream"):
+        default_config(17, teacher_forcing={"probability": 0.5},
+                       example_seeding="per_example")
+
+
+TINY = ["--kernel-size", "17", "--crop-size", "40", "--batch-size", "3",
+        "--filter-size", "5", "--n-filters", "4", "--stage-steps", "3",
+        "--frozen-steps", "1", "--validate-every", "4", "--validation-images", "2",
+        "--seed", "3", "--optimizer", "adam"]
+
+
+def _train(images, out, steps, *extra):
+    command = [sys.executable, "-m", "refdeblur", "train", "--images", str(images),
+               "--out", str(out), "--steps", str(steps)] + TINY + list(extra)
+    return subprocess.run(command, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("train") / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(6):
+        image = rng.random((72, 80))
+        skimage.io.imsave(folder / f"image{index}.png",
+                          (255 * image).astype(np.uint8), check_contrast=False)
+    return folder
+
+
+def test_training_with_teacher_forcing_changes_the_weights_and_resumes_bit_identically(
+        image_folder, tmp_path):
+    forced = ["--teacher-forcing", "1.0", "--teacher-forcing-until", "7"]
+    straight = _train(image_folder, tmp_path / "straight", 9, *forced)
+    assert straight.returncode == 0, straight.stderr
+    first = _train(image_folder, tmp_path / "split", 5, *forced)
+    assert first.returncode == 0, first.stderr
+    second = _train(image_folder, tmp_path / "split", 9, "--resume")
+    assert second.returncode == 0, second.stderr
+    free = _train(image_folder, tmp_path / "free", 9)
+    assert free.returncode == 0, free.stderr
+    a = load_model(tmp_path / "straight" / "checkpoint.npz").params
+    b = load_model(tmp_path / "split" / "checkpoint.npz").params
+    c = load_model(tmp_path / "free" / "checkpoint.npz").params
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    # stage 1 trains alone for 3 steps, identically; stage 2 then sees forced inputs
+    assert any(not np.array_equal(a[name], c[name]) for name in a if ".stage2." in name)
+    config = json.loads((tmp_path / "split" / "config.json").read_text())
+    assert config["teacher_forcing"] == {"probability": 1.0, "until_step": 7}
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--teacher-forcing", "1.5"], "--teacher-forcing must be between 0 and 1"),
+    (["--teacher-forcing-until", "5"], "--teacher-forcing-until needs --teacher-forcing"),
+    (["--teacher-forcing", "0.5", "--example-seeding", "per-example"], "needs --example-seeding stream"),
+])
+def test_bad_teacher_forcing_options_are_refused_in_one_line(image_folder, tmp_path, extra,
+                                                             message):
+    result = _train(image_folder, tmp_path / "bad", 3, *extra)
+    assert result.returncode != 0
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "bad").exists()
