@@ -657,7 +657,7 @@ class Network:
 
     @one_blas_thread()
     def backward(self, dkernel, cache, *, dlatent=None, input_grad=False,
-                 trainable=None):
+                 trainable=None, dstage_kernels=None):
         """Gradients of a loss on the final kernel (and latent image).
 
         Parameters
@@ -675,6 +675,11 @@ class Network:
             ``("scale2.",)`` while the coarse scale is frozen). The backward
             pass stops after the earliest stage that matches; the gradients
             of the stages before it are left at zero. Default: all.
+        dstage_kernels : dict, optional
+            ``{stage index: dL/d kernel}`` for the kernels of earlier
+            stages of the finest scale (0-based; a loss on every stage's
+            kernel, derivations/network.md §4), added to what reaches
+            their kernel from the stages after them.
 
         Returns
         -------
@@ -699,6 +704,8 @@ class Network:
                   for s, stage in enumerate(stages)
                   if trainable is None or stage.prefix.startswith(tuple(trainable))]
         earliest = min(needed) if needed and not input_grad else (0, 0)
+        finest = len(self.scales) - 1
+        dstage_kernels = dict(dstage_kernels or {})
         for j in reversed(range(len(self.scales))):
             if j < earliest[0]:
                 break
@@ -709,6 +716,11 @@ class Network:
                 if (j, s) < earliest:
                     break
                 first_needed = (j, s) == earliest
+                if j == finest and s in dstage_kernels:
+                    extra = np.asarray(dstage_kernels.pop(s))
+                    extra = extra[None] if single else extra
+                    dkernel_last = (extra if dkernel_last is None
+                                    else dkernel_last + extra)       # (N15)
                 dinput, dblurry, stage_grads = stages[s].backward(
                     dkernel_last, dlatent_next, scale_cache.stages[s],
                     input_grad=input_grad or not first_needed)
@@ -738,12 +750,14 @@ class Network:
             dimage = dimage[0]
         return grads, dimage
 
-    def loss_and_grad(self, image, true_kernel, *, n_stages=None, forced=None):
+    def loss_and_grad(self, image, true_kernel, *, n_stages=None, forced=None,
+                      stage_loss_weight=0.0):
         """L2 kernel loss and its gradient with respect to every parameter.
 
         ``loss = (1/N) sum_n ||k_n - k_true_n||^2`` on the final kernel
         (paper §3.3; during stage-wise training, the kernel of the last stage
-        present).
+        present), plus ``stage_loss_weight`` times the same loss on the
+        kernel of every earlier stage of the finest scale (N15).
 
         Parameters
         ----------
@@ -753,6 +767,9 @@ class Network:
             See :meth:`forward`.
         forced : dict, optional
             Teacher forcing, see :meth:`forward_with_cache`.
+        stage_loss_weight : float, optional
+            Weight of the earlier stages' kernel losses (default 0: the
+            final kernel only).
 
         Returns
         -------
@@ -770,7 +787,14 @@ class Network:
         n_batch = 1 if kernel.ndim == 2 else kernel.shape[0]
         residual = kernel - true_kernel
         loss = float(np.sum(residual ** 2)) / n_batch
-        grads, _ = self.backward(2.0 * residual / n_batch, cache)
+        dstage_kernels = {}
+        if stage_loss_weight:
+            for s, stage_kernel in enumerate(output.stage_kernels[-1][:-1]):
+                stage_residual = np.asarray(stage_kernel) - true_kernel
+                loss += stage_loss_weight * float(np.sum(stage_residual ** 2)) / n_batch
+                dstage_kernels[s] = 2.0 * stage_loss_weight * stage_residual / n_batch
+        grads, _ = self.backward(2.0 * residual / n_batch, cache,
+                                 dstage_kernels=dstage_kernels)
         return loss, grads
 
 

@@ -26,13 +26,15 @@ def _kink_signature(net, image, n_stages=None, forced=None):
                            for scale in cache.scales for stage in scale.stages])
 
 
-def _check_every_parameter(net, image, true_kernel, rng, n_stages=None, forced=None):
+def _check_every_parameter(net, image, true_kernel, rng, n_stages=None, forced=None,
+                           stage_loss_weight=0.0):
     """Relative error of d loss / d parameter along a random direction, per array.
 
     The step is chosen per parameter by :func:`gradcheck.stable_directional_derivative`,
     skipping steps whose stencil would cross the kernel threshold's kink.
     """
-    _, grads = net.loss_and_grad(image, true_kernel, n_stages=n_stages, forced=forced)
+    _, grads = net.loss_and_grad(image, true_kernel, n_stages=n_stages, forced=forced,
+                                 stage_loss_weight=stage_loss_weight)
     errors = {}
     for name in sorted(net.params):
         value = net.params[name]
@@ -48,7 +50,8 @@ def _check_every_parameter(net, image, true_kernel, rng, n_stages=None, forced=N
 
         def loss(new_value):
             return evaluate(new_value, lambda: net.loss_and_grad(
-                image, true_kernel, n_stages=n_stages, forced=forced)[0])
+                image, true_kernel, n_stages=n_stages, forced=forced,
+                stage_loss_weight=stage_loss_weight)[0])
 
         reference = _kink_signature(net, image, n_stages, forced)
 
@@ -192,6 +195,27 @@ def test_teacher_forcing_replaces_only_the_masked_examples(rng):
     nothing = {0: (forced[0][0], np.zeros(3, dtype=bool))}
     np.testing.assert_array_equal(net.forward_with_cache(image, forced=nothing)[0].kernel,
                                   free.kernel)
+
+
+def test_loss_on_every_stage_gradients(rng):
+    net = build_network(5, rng=rng, kernel_sizes=(3, 5), filter_sizes=(3, 3),
+                        n_pairs=(1, 2, 2), taper_widths=(1, 2), **SMALL)
+    image = rng.random((2, 19, 18))
+    true_kernel = _true_kernels(rng, 2, 5)
+    errors = _check_every_parameter(net, image, true_kernel, rng, stage_loss_weight=0.7)
+    assert max(errors.values()) <= TOL, f"worst {max(errors.values()):.2e}: {errors}"
+    # (N15): the loss adds the earlier stages of the finest scale, not the coarse scale's
+    output = net.forward(image)
+    expected = sum(np.sum((k - true_kernel) ** 2) * weight for k, weight in
+                   zip(output.stage_kernels[-1], (0.7, 0.7, 1.0))) / 2
+    loss, grads = net.loss_and_grad(image, true_kernel, stage_loss_weight=0.7)
+    assert loss == pytest.approx(expected, rel=1e-12)
+    _, plain = net.loss_and_grad(image, true_kernel)
+    assert not np.allclose(grads["scale2.stage1.conv.weight"],
+                           plain["scale2.stage1.conv.weight"])
+    np.testing.assert_array_equal(net.loss_and_grad(image, true_kernel,
+                                                    stage_loss_weight=0.0)[1]["scale2.stage1.conv.weight"],
+                                  plain["scale2.stage1.conv.weight"])
 
 
 def test_truncated_network_trains_only_the_stages_it_runs(rng):

@@ -1,4 +1,5 @@
-"""Teacher forcing: the kernel perturbations, the draw per step, and training with it."""
+"""Teacher forcing and a loss on every stage: the kernel perturbations, the draw per
+step, the configuration, and training with them."""
 
 import json
 import subprocess
@@ -8,9 +9,13 @@ import numpy as np
 import pytest
 import skimage.io
 
-from refdeblur import load_model
+from refdeblur import build_network, load_model
 from refdeblur.camera_shake import sample_kernel
-from refdeblur.training.config import default_config, teacher_forcing, training_command
+from refdeblur.training.config import (default_config, stage_loss_weight, teacher_forcing,
+                                       training_command)
+from refdeblur.training.optim import Adam
+from refdeblur.training.schedule import Phase
+from refdeblur.training.step import OutlierFilter, training_step
 from refdeblur.training.teacher_forcing import (PERTURBATIONS, _apply, forced_kernels,
                                                 perturb_kernel)
 
@@ -152,3 +157,44 @@ def test_bad_teacher_forcing_options_are_refused_in_one_line(image_folder, tmp_p
     assert result.returncode != 0
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "bad").exists()
+
+
+# -- a loss on every stage (trained like teacher forcing: an option of the loss) --
+
+def test_configuration_records_the_stage_loss_only_when_on():
+    assert "stage_loss_weight" not in default_config(17)
+    assert stage_loss_weight(default_config(17)) == 0.0
+    config = default_config(17, stage_loss_weight=0.5, images="IMAGES")
+    assert stage_loss_weight(config) == 0.5
+    assert "--stage-loss-weight 0.5" in training_command(config)
+    with pytest.raises(ValueError, match=">= 0"):
+        stage_loss_weight({"stage_loss_weight": -1.0})
+
+
+def test_training_step_with_a_stage_loss_moves_the_earlier_stages_more(rng):
+    images = rng.random((3, 40, 40))
+    kernels = np.stack([sample_kernel(7, rng) for _ in range(3)])
+    phase = Phase(0, 2, ("scale1.stage2.", "scale1.stage1."))
+    updates = {}
+    for weight in (0.0, 1.0):
+        net = build_network(7, rng=np.random.default_rng(0), filter_sizes=(5,), n_filters=4,
+                            n_hidden=4, dtype=np.float64)
+        before = {name: value.copy() for name, value in net.params.items()}
+        losses, _ = training_step(net, Adam(learning_rate=1e-3), OutlierFilter(), images,
+                                  kernels, phase, stage_loss_weight=weight)
+        updates[weight] = {name: net.params[name] - before[name] for name in before}
+        # the losses returned are the final kernel's, whatever the weight
+        output = net.forward(images, n_stages=2)
+        assert losses.shape == (3,)
+    stage1 = "scale1.stage1.conv.weight"
+    assert not np.allclose(updates[0.0][stage1], updates[1.0][stage1])
+    np.testing.assert_array_equal(updates[0.0]["scale1.stage3.conv.weight"], 0)
+    assert output.kernel.shape == (3, 7, 7)
+
+
+def test_stage_loss_weight_is_refused_with_per_example_seeding(image_folder, tmp_path):
+    result = _train(image_folder, tmp_path / "bad", 3, "--stage-loss-weight", "0.5",
+                    "--example-seeding", "per-example")
+    assert result.returncode != 0
+    assert "--stage-loss-weight needs --example-seeding stream" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -205,6 +205,12 @@ def add_train_parser(subparsers):
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0,
                         help="wall-clock minutes between two checkpoints "
                              "(default: %(default)g)")
+    parser.add_argument("--stage-loss-weight", type=float, metavar="W",
+                        help="add W times the kernel loss of every earlier stage "
+                             "of the finest scale to the final kernel's, so that "
+                             "each stage stays an estimator of its own; needs "
+                             "--example-seeding stream (default: 0, the paper's "
+                             "loss on the final kernel only)")
     parser.add_argument("--teacher-forcing", type=float, metavar="P",
                         help="fraction of the examples of every step with two "
                              "stages or more in which one earlier stage of the "
@@ -337,10 +343,14 @@ def _check_options(args):
                             f"{args.teacher_forcing_until}")
         if not args.teacher_forcing:
             raise UserError("--teacher-forcing-until needs --teacher-forcing")
-    if args.teacher_forcing and (args.example_seeding == "per-example"
-                                 or _cluster_option(args) is not None):
-        raise UserError("--teacher-forcing needs --example-seeding stream (no "
-                        "--workers or --scheduler)")
+    if args.stage_loss_weight is not None and not 0 <= args.stage_loss_weight < float("inf"):
+        raise UserError(f"--stage-loss-weight must be >= 0, got {args.stage_loss_weight}")
+    for option, value in (("--teacher-forcing", args.teacher_forcing),
+                          ("--stage-loss-weight", args.stage_loss_weight)):
+        if value and (args.example_seeding == "per-example"
+                      or _cluster_option(args) is not None):
+            raise UserError(f"{option} needs --example-seeding stream (no "
+                            f"--workers or --scheduler)")
     option = _cluster_option(args)
     if option is not None:
         if args.example_seeding == "stream":
@@ -465,6 +475,8 @@ def new_run_config(args):
         config["validation_folder"] = str(args.val_images)
     if args.example_seeding == "per-example" or _cluster_option(args) is not None:
         config["example_seeding"] = "per_example"
+    if args.stage_loss_weight:
+        config["stage_loss_weight"] = args.stage_loss_weight
     if args.teacher_forcing:
         config["teacher_forcing"] = {"probability": args.teacher_forcing,
                                      "until_step": args.teacher_forcing_until}

@@ -24,7 +24,8 @@ from .optim import optimizer_settings
 
 __all__ = ["CONFIG_FILE", "CHECKPOINT_FILE", "LOG_FILE", "RECIPES", "EXAMPLE_SEEDINGS",
            "FINE_TUNING_LEARNING_RATE", "SHIPPED_INIT_NAMES",
-           "default_config", "example_seeding", "teacher_forcing", "recipe_config", "recipe_steps",
+           "default_config", "example_seeding", "teacher_forcing", "stage_loss_weight",
+           "recipe_config", "recipe_steps",
            "architecture_options", "read_config", "write_config", "training_command",
            "resolve_init_model", "read_init_model", "fine_tuning_config"]
 
@@ -135,6 +136,7 @@ def default_config(kernel_size, **overrides):
     }
     seeding = overrides.pop("example_seeding", "stream")
     forcing = overrides.pop("teacher_forcing", None)
+    stage_weight = overrides.pop("stage_loss_weight", 0.0)
     for key, value in overrides.items():
         if key not in config:
             raise ValueError(f"unknown training option {key!r}")
@@ -146,7 +148,46 @@ def default_config(kernel_size, **overrides):
             raise ValueError("teacher forcing needs the stream of examples "
                              "(example_seeding 'stream')")
         config["teacher_forcing"] = dict(forcing)
+    if stage_loss_weight({"stage_loss_weight": stage_weight}) > 0:
+        if example_seeding(config) != "stream":
+            raise ValueError("a loss on every stage needs the stream of examples "
+                             "(example_seeding 'stream')")
+        config["stage_loss_weight"] = float(stage_weight)
     return config
+
+
+def stage_loss_weight(config):
+    """Weight of the earlier stages' kernel losses in a run's loss.
+
+    ``config["stage_loss_weight"]`` ``w``: the loss is the final kernel's
+    plus ``w`` times that of every earlier stage of the finest scale
+    (derivations/training.md, "A loss on every stage"). A configuration
+    without the key (every run made before it existed) means 0, the
+    paper's loss on the final kernel only.
+
+    Parameters
+    ----------
+    config : dict
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError
+        For a negative or non-finite weight.
+
+    Examples
+    --------
+    >>> from refdeblur.training.config import stage_loss_weight
+    >>> stage_loss_weight({}), stage_loss_weight({"stage_loss_weight": 0.5})
+    (0.0, 0.5)
+    """
+    weight = float(config.get("stage_loss_weight", 0.0))
+    if not 0.0 <= weight < float("inf"):
+        raise ValueError(f"stage_loss_weight must be >= 0, got {weight}")
+    return weight
 
 
 def teacher_forcing(config):
@@ -499,6 +540,8 @@ def training_command(config):
         parts += ["--base-model", config["base_model"]]
     if example_seeding(config) == "per_example":
         parts += ["--example-seeding", "per-example"]
+    if stage_loss_weight(config) > 0:
+        parts += ["--stage-loss-weight", repr(stage_loss_weight(config))]
     probability, until = teacher_forcing(config)
     if probability > 0:
         parts += ["--teacher-forcing", repr(probability)]

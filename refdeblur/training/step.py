@@ -74,7 +74,8 @@ def kernel_errors(net, images, true_kernels, *, n_stages=None, batch_size=8):
     return np.concatenate(errors)
 
 
-def training_step(net, optimizer, outliers, blurry, true_kernels, phase, *, forced=None):
+def training_step(net, optimizer, outliers, blurry, true_kernels, phase, *, forced=None,
+                  stage_loss_weight=0.0):
     """One optimiser step on a mini-batch.
 
     The loss is the mean squared kernel error over the examples the outlier
@@ -94,6 +95,10 @@ def training_step(net, optimizer, outliers, blurry, true_kernels, phase, *, forc
     forced : dict, optional
         Teacher forcing (:func:`refdeblur.training.teacher_forcing.forced_kernels`,
         :meth:`refdeblur.network.Network.forward_with_cache`).
+    stage_loss_weight : float, optional
+        Weight of the kernel losses of the earlier stages of the finest
+        scale (derivations/training.md, "A loss on every stage"); the
+        outlier rule and the returned losses use the final kernel's.
 
     Returns
     -------
@@ -115,8 +120,15 @@ def training_step(net, optimizer, outliers, blurry, true_kernels, phase, *, forc
         keep = outliers.mask(losses)
         if keep.sum() > 0:
             weights = keep[:, None, None] / keep.sum()
+            dstage_kernels = {}
+            if stage_loss_weight:
+                targets = np.asarray(true_kernels, dtype=residual.dtype)
+                for s, stage_kernel in enumerate(output.stage_kernels[-1][:-1]):
+                    dstage_kernels[s] = (2.0 * stage_loss_weight * weights
+                                         * (stage_kernel - targets)).astype(residual.dtype)
             grads, _ = net.backward((2.0 * residual * weights).astype(residual.dtype),
-                                    cache, trainable=phase.trainable)
+                                    cache, trainable=phase.trainable,
+                                    dstage_kernels=dstage_kernels)
             names = [name for name in net.params
                      if name.startswith(phase.trainable)]
             optimizer.update(net.params, grads, names)

@@ -44,7 +44,8 @@ from .._engine.threads import one_blas_thread
 from ..model_io import read_model_file, save_model
 from ..network import build_network
 from .config import (CHECKPOINT_FILE, CONFIG_FILE, LOG_FILE, example_seeding,
-                     read_config, read_init_model, teacher_forcing, write_config)
+                     read_config, read_init_model, stage_loss_weight, teacher_forcing,
+                     write_config)
 from .data import load_run_data, run_content
 from .log import read_log
 from .optim import make_optimizer
@@ -288,9 +289,10 @@ class Trainer:
         self.batch_source = batch_source
         self.validation = validation
         self.per_example = example_seeding(config) == "per_example"
-        if self.per_example and teacher_forcing(config)[0] > 0:
-            raise ValueError("teacher forcing needs the stream of examples "
-                             "(example_seeding 'stream')")
+        if self.per_example and (teacher_forcing(config)[0] > 0
+                                 or stage_loss_weight(config) > 0):
+            raise ValueError("teacher forcing and a loss on every stage need the "
+                             "stream of examples (example_seeding 'stream')")
         if self.per_example and examples is None:
             raise ValueError("per-example seeding needs the examples' computation "
                              "(examples=LocalExamples(source))")
@@ -479,7 +481,8 @@ class Trainer:
         if probability > 0 and (until is None or self.step < until):
             forced = forced_kernels(self.rng, kernels, phase.n_stages, probability)
         return training_step(self.net, self.optimizer, self.outliers, blurry, kernels,
-                             phase, forced=forced)
+                             phase, forced=forced,
+                             stage_loss_weight=stage_loss_weight(self.config))
 
     def phases(self):
         """The stage-wise schedule of this run (:func:`stagewise_schedule`).
