@@ -64,6 +64,7 @@ from refdeblur.network import Network, build_network, stage_input
 from refdeblur.network_fast import stage_features
 from refdeblur.training.data import load_gray_images, validation_set, validation_split
 from refdeblur.training.schedule import phase_at, stagewise_schedule
+from refdeblur.training.teacher_forcing import PERTURBATIONS, perturb_kernel
 from refdeblur.training.trainer import fine_tuning_phases
 
 #: Noise of the protocol's pairs (that of training).
@@ -392,6 +393,67 @@ def evaluate(model, pairs, *, crop, oracle_beta=ORACLE_BETA):
 
 
 # --------------------------------------------------------------------------
+# Refining a perturbed true kernel (--from-perturbed)
+# --------------------------------------------------------------------------
+
+def perturbed_starts(truth, kinds, *, seed):
+    """Every pair's true kernel with random errors of ``kinds`` (fixed seed)."""
+    rng = np.random.default_rng([seed, 7])
+    n = len(truth)
+    return np.stack([perturb_kernel(truth[i], rng, other=truth[(i + 1) % n],
+                                    kinds=kinds) for i in range(n)])
+
+
+def refinement_rows(model, pairs, *, seed):
+    """How much the later stages improve a kernel with known errors.
+
+    Stage 1 of the finest scale hands on the true kernel perturbed by
+    :func:`refdeblur.training.teacher_forcing.perturb_kernel` instead of
+    its own estimate (teacher forcing, derivations/network.md (N13)); the
+    rows give the error of that start and of the kernels of stages 2, 3,
+    ... that follow it: the errors a later stage can correct. One row per
+    kind of error alone, and one for the mixture that ``--teacher-forcing``
+    trains on.
+
+    Returns
+    -------
+    list of (label, start error, [error after stage 2, ...])
+    """
+    net = model.net
+    truth = pairs.k
+    rows = []
+    for label, kinds, max_kinds in ([("mixture of 1-3", PERTURBATIONS, 3)]
+                                    + [(kind, (kind,), 1) for kind in PERTURBATIONS]):
+        starts = perturbed_starts(truth, kinds, seed=seed)
+        later = [[] for _ in range(model.n_stages - 1)]
+        for begin in range(0, len(pairs.y), BATCH_SIZE):
+            batch = slice(begin, begin + BATCH_SIZE)
+            n = len(pairs.y[batch])
+            forced = {0: (starts[batch], np.ones(n, dtype=bool))}
+            output, _ = net.forward_with_cache(pairs.y[batch], n_stages=model.n_stages,
+                                               forced=forced)
+            for s, kernel in enumerate(output.stage_kernels[-1][1:]):
+                later[s].append(kernel)
+        rows.append((label, float(squared_errors(starts, truth).mean()),
+                     [float(squared_errors(np.concatenate(k), truth).mean())
+                      for k in later]))
+    return rows
+
+
+def refinement_lines(label, rows):
+    """The table of :func:`refinement_rows` for one model."""
+    n_later = len(rows[0][2])
+    lines = [f"\n#### {label}: the later stages from a perturbed true kernel\n",
+             "| error kind | start (stage 1 forced) | "
+             + " | ".join(f"after stage {s}" for s in range(2, n_later + 2)) + " |",
+             "|---|---|" + "---|" * n_later]
+    lines += [f"| {kind} | {start:.4f} | "
+              + " | ".join(f"{error:.4f} ({error / start:.2f}x)" for error in errors) + " |"
+              for kind, start, errors in rows]
+    return lines
+
+
+# --------------------------------------------------------------------------
 # References (--references)
 # --------------------------------------------------------------------------
 
@@ -561,6 +623,9 @@ def parse_args(argv):
     parser.add_argument("--references", action="store_true",
                         help="also the untrained network, fixed gradient features, "
                              "a delta kernel, the best Gaussian, the β_k = 1e-4 oracle")
+    parser.add_argument("--from-perturbed", action="store_true",
+                        help="also the later stages' errors when stage 1 hands on the "
+                             "true kernel with random errors (teacher forcing's test)")
     parser.add_argument("--markdown-only", action="store_true",
                         help="print only the comparison table")
     args = parser.parse_args(argv)
@@ -626,7 +691,10 @@ def main(argv=None):
                           oracle_beta=args.oracle_beta)
         references = (reference_rows(model, pairs[size], result)
                       if args.references else None)
-        results.append((model, result, references, time.perf_counter() - started))
+        refinements = (refinement_rows(model, pairs[size], seed=args.seed)
+                       if args.from_perturbed and model.n_stages > 1 else None)
+        results.append((model, result, references, refinements,
+                        time.perf_counter() - started))
     if not args.markdown_only:
         command = "python benchmarks/bench_learning.py " + shlex.join(argv)
         print(f"$ {command}\n")
@@ -636,15 +704,18 @@ def main(argv=None):
               f"||k - k_true||^2, ratio = error / best fixed kernel\n")
     for line in comparison_header(args.oracle_beta):
         print(line)
-    for model, result, _, _ in results:
+    for model, result, _, _, _ in results:
         print(comparison_row(model.label, result))
     if args.markdown_only:
         return
-    for model, result, references, seconds in results:
+    for model, result, references, refinements, seconds in results:
         for line in detail_lines(model.label, result):
             print(line)
         if references is not None:
             for line in reference_lines(references):
+                print(line)
+        if refinements is not None:
+            for line in refinement_lines(model.label, refinements):
                 print(line)
         print(f"\n({seconds:.0f} s)")
 

@@ -122,6 +122,26 @@ def test_evaluate_matches_the_training_validation(pairs):
     assert float(cells[7]) == pytest.approx(result.error / result.fixed, abs=5e-4)
 
 
+def test_refinement_rows_start_from_the_perturbed_truth(pairs):
+    net = tiny_network()
+    model = bench.ModelInfo("tiny", net, 2, {})
+    rows = bench.refinement_rows(model, pairs, seed=5)
+    assert [row[0] for row in rows] == ["mixture of 1-3", *bench.PERTURBATIONS]
+    for label, start, later in rows:
+        assert len(later) == 1 and start > 0 and later[0] > 0
+    # the start is the forced kernel's error; stage 2 is the network's from that start
+    starts = bench.perturbed_starts(pairs.k, ("shift",), seed=5)
+    shift = dict((row[0], row) for row in rows)["shift"]
+    assert shift[1] == pytest.approx(np.mean(np.sum((starts - pairs.k) ** 2, axis=(1, 2))))
+    output, _ = net.forward_with_cache(
+        pairs.y, forced={0: (starts, np.ones(len(starts), dtype=bool))})
+    assert shift[2][0] == pytest.approx(np.mean(np.sum((output.kernel - pairs.k) ** 2,
+                                                       axis=(1, 2))), rel=1e-6)
+    lines = bench.refinement_lines("tiny", rows)
+    assert lines[1].startswith("| error kind | start (stage 1 forced) | after stage 2 |")
+    assert len(lines) == 3 + len(rows)
+
+
 def test_oracle_recovers_noise_free_kernels(image_folder):
     images = load_gray_images(bench.held_out_paths(image_folder))
     clean = validation_set(images, PAIRS, 64, 9, seed=3, noise_std=0.0)

@@ -77,7 +77,7 @@ def _apply(kind, kernel, strength, rng, other):
     raise ValueError(f"unknown perturbation {kind!r}")
 
 
-def perturb_kernel(kernel, rng, *, other=None, max_kinds=3):
+def perturb_kernel(kernel, rng, *, other=None, max_kinds=3, kinds=PERTURBATIONS):
     """The kernel with one to ``max_kinds`` random errors of :data:`PERTURBATIONS`.
 
     Parameters
@@ -90,6 +90,8 @@ def perturb_kernel(kernel, rng, *, other=None, max_kinds=3):
         error leaves the kernel as it is).
     max_kinds : int, optional
         Most errors applied to one kernel.
+    kinds : sequence of str, optional
+        The errors to draw from (default all of :data:`PERTURBATIONS`).
 
     Returns
     -------
@@ -108,13 +110,16 @@ def perturb_kernel(kernel, rng, *, other=None, max_kinds=3):
     ((17, 17), True, True)
     """
     kernel = np.asarray(kernel, dtype=np.float64)
-    n_kinds = int(rng.integers(1, max_kinds + 1))
-    order = rng.permutation(len(PERTURBATIONS))[:n_kinds]
+    kinds = tuple(kinds)
+    unknown = set(kinds) - set(PERTURBATIONS)
+    if unknown or not kinds:
+        raise ValueError(f"kinds must be taken from {PERTURBATIONS}, got {kinds}")
+    n_kinds = int(rng.integers(1, min(max_kinds, len(kinds)) + 1))
+    order = rng.permutation(len(kinds))[:n_kinds]
     result = kernel
     for index in order:
         strength = float(rng.uniform(0.0, 1.0))
-        result = np.maximum(_apply(PERTURBATIONS[index], result, strength, rng,
-                                   other), 0.0)
+        result = np.maximum(_apply(kinds[index], result, strength, rng, other), 0.0)
         total = result.sum()
         result = result / total if total > 0 else _blob(kernel)
     return result
