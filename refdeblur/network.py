@@ -562,21 +562,29 @@ class Network:
     def forward_with_cache(self, image, *, n_stages=None, forced=None):
         """:meth:`forward`, also returning what :meth:`backward` needs.
 
-        ``forced`` (teacher forcing, derivations/network.md §2) maps the
-        0-based index of a stage of the finest scale to ``(kernels, mask)``:
-        for the examples where ``mask`` is True that stage hands ``kernels``
-        on instead of its own estimate (N13), and :meth:`backward` sends no
-        gradient through the estimate it replaced (N14).
+        ``forced`` (teacher forcing, derivations/network.md §2) maps a
+        stage to ``(kernels, mask)``: for the examples where ``mask`` is
+        True that stage hands ``kernels`` (of its scale's kernel size) on
+        instead of its own estimate (N13), and :meth:`backward` sends no
+        gradient through the estimate it replaced (N14). A stage is named
+        by its 0-based index at the finest scale, or by ``(scale, stage)``,
+        both 0-based, at any scale.
         """
         if not forced:
             return self.run_scales(image, run_stages_with_cache, n_stages=n_stages)
         finest = len(self.scales) - 1
+        per_scale = {}
+        for key, value in forced.items():
+            j, s = (finest, key) if np.ndim(key) == 0 else key
+            if not (0 <= j <= finest and 0 <= s < len(self.scales[j])):
+                raise ValueError(f"no stage {key!r} to force")
+            per_scale.setdefault(j, {})[s] = value
 
         def runner(stages, blurry, latent, params):
-            if len(stages) and stages[0] is self.scales[finest][0]:
-                return run_stages_with_cache(stages, blurry, latent, params,
-                                             forced=forced)
-            return run_stages_with_cache(stages, blurry, latent, params)
+            j = next((j for j, scale in enumerate(self.scales)
+                      if len(stages) and stages[0] is scale[0]), None)
+            return run_stages_with_cache(stages, blurry, latent, params,
+                                         forced=per_scale.get(j))
 
         return self.run_scales(image, runner, n_stages=n_stages)
 

@@ -176,6 +176,20 @@ def test_teacher_forced_network_gradients(rng):
     assert max(errors.values()) <= TOL, f"worst {max(errors.values()):.2e}: {errors}"
 
 
+def test_teacher_forcing_at_the_coarse_scale_gradients(rng):
+    net = build_network(5, rng=rng, kernel_sizes=(3, 5), n_stages=2, filter_sizes=(3, 3),
+                        n_pairs=(1, 2), taper_widths=(1, 2), **SMALL)
+    image = rng.random((3, 19, 17))
+    forced = {(0, 1): (_true_kernels(rng, 3, 3), np.array([True, False, True])),
+              (1, 0): (_true_kernels(rng, 3, 5), np.array([False, True, False]))}
+    errors = _check_every_parameter(net, image, _true_kernels(rng, 3, 5), rng, forced=forced)
+    assert max(errors.values()) <= TOL, f"worst {max(errors.values()):.2e}: {errors}"
+    output, _ = net.forward_with_cache(image, forced=forced)
+    np.testing.assert_array_equal(output.stage_kernels[0][1][[0, 2]], forced[(0, 1)][0][[0, 2]])
+    with pytest.raises(ValueError, match="no stage"):
+        net.forward_with_cache(image, forced={(2, 0): forced[(1, 0)]})
+
+
 def test_teacher_forcing_replaces_only_the_masked_examples(rng):
     net = build_network(5, rng=rng, kernel_sizes=(3, 5), filter_sizes=(3, 3),
                         n_pairs=(1, 2, 2), taper_widths=(1, 2), **SMALL)

@@ -17,7 +17,7 @@ from refdeblur.training.optim import Adam
 from refdeblur.training.schedule import Phase
 from refdeblur.training.step import OutlierFilter, training_step
 from refdeblur.training.teacher_forcing import (PERTURBATIONS, _apply, forced_kernels,
-                                                perturb_kernel)
+                                                forced_positions, perturb_kernel)
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def test_forced_kernels_draw():
     assert forced_kernels(rng, kernels, 1, 1.0) is None
     assert forced_kernels(rng, kernels, 3, 0.0) is None
     forced = forced_kernels(np.random.default_rng(1), kernels, 3, 1.0)
-    assert set(forced) <= {0, 1}
+    assert set(forced) <= {(0, 0), (0, 1)}
     masks = np.array([mask for _, mask in forced.values()])
     np.testing.assert_array_equal(masks.sum(axis=0), np.ones(6))    # each once
     replaced, _ = next(iter(forced.values()))
@@ -83,7 +83,31 @@ def test_forced_kernels_draw():
     assert all(not np.allclose(replaced[i], kernels[i]) for i in range(6))
     half = forced_kernels(np.random.default_rng(2), np.repeat(kernels, 50, axis=0), 2, 0.5)
     fraction = sum(mask.sum() for _, mask in half.values()) / 300
-    assert 0.4 < fraction < 0.6 and set(half) == {0}
+    assert 0.4 < fraction < 0.6 and set(half) == {(0, 0)}
+
+
+def test_forced_positions_include_the_coarser_scales_last_stage():
+    assert forced_positions(1, [3]) == []
+    assert forced_positions(3, [3]) == [(0, 0), (0, 1)]
+    assert forced_positions(1, [3, 3, 3]) == [(1, 2)]
+    assert forced_positions(2, [3, 3]) == [(0, 2), (1, 0)]
+
+
+def test_forced_kernels_at_the_coarser_scale_are_resized():
+    rng = np.random.default_rng(0)
+    kernels = np.stack([sample_kernel(9, rng) for _ in range(40)])
+    forced = forced_kernels(np.random.default_rng(3), kernels, 2, 1.0,
+                            scale_sizes=(5, 9), scale_stages=(3, 3))
+    assert set(forced) == {(0, 2), (1, 0)}
+    coarse, coarse_mask = forced[(0, 2)]
+    fine, fine_mask = forced[(1, 0)]
+    assert coarse.shape == (40, 5, 5) and fine.shape == (40, 9, 9)
+    np.testing.assert_array_equal(coarse_mask | fine_mask, np.ones(40, dtype=bool))
+    assert not np.any(coarse_mask & fine_mask)
+    assert np.allclose(coarse[coarse_mask].sum(axis=(1, 2)), 1.0)
+    assert np.all(coarse[~coarse_mask] == 0)
+    # a single-scale network run with one stage has nothing to force
+    assert forced_kernels(rng, kernels, 1, 1.0, scale_sizes=(9,), scale_stages=(3,)) is None
 
 
 def test_configuration_records_teacher_forcing_only_when_on():

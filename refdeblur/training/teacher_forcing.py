@@ -23,7 +23,7 @@ from scipy import ndimage
 
 from ..kernels import resize_kernel
 
-__all__ = ["PERTURBATIONS", "perturb_kernel", "forced_kernels"]
+__all__ = ["PERTURBATIONS", "perturb_kernel", "forced_positions", "forced_kernels"]
 
 #: The kinds of error :func:`perturb_kernel` mixes.
 PERTURBATIONS = ("blur", "blob", "other", "shift", "rotate", "dilate", "coarse")
@@ -125,13 +125,43 @@ def perturb_kernel(kernel, rng, *, other=None, max_kinds=3, kinds=PERTURBATIONS)
     return result
 
 
-def forced_kernels(rng, true_kernels, n_stages, probability):
+def forced_positions(n_stages, scale_stages):
+    """The stages teacher forcing may replace: ``(scale, stage)``, 0-based.
+
+    Every stage of the finest scale before the last one run, and the last
+    stage of the next coarser scale, whose latent image the finest scale's
+    first stage refines.
+
+    Parameters
+    ----------
+    n_stages : int
+        Stages run at the finest scale.
+    scale_stages : sequence of int
+        Stages of every scale, coarse to fine (a single-scale network: one
+        entry).
+
+    Returns
+    -------
+    list of tuple
+    """
+    finest = len(scale_stages) - 1
+    positions = []
+    if finest > 0:
+        positions.append((finest - 1, scale_stages[finest - 1] - 1))
+    positions += [(finest, s) for s in range(n_stages - 1)]
+    return positions
+
+
+def forced_kernels(rng, true_kernels, n_stages, probability, *, scale_sizes=None,
+                   scale_stages=None):
     """Draw which examples of a step are forced, where, and with what kernel.
 
     Each example is forced with ``probability``; a forced example replaces
-    the kernel of one of the stages before the last one run (chosen
-    uniformly) by :func:`perturb_kernel` of its true kernel, with the next
-    example's true kernel as the ``"other"`` kernel.
+    the kernel of one stage of :func:`forced_positions` (chosen uniformly)
+    by :func:`perturb_kernel` of its true kernel, with the next example's
+    true kernel as the ``"other"`` kernel; at the coarser scale, that
+    kernel resized to the scale's kernel size
+    (:func:`refdeblur.kernels.resize_kernel`), as the image is.
 
     Parameters
     ----------
@@ -141,26 +171,41 @@ def forced_kernels(rng, true_kernels, n_stages, probability):
         Stages run at the finest scale this step.
     probability : float
         Fraction of the examples forced, in [0, 1].
+    scale_sizes, scale_stages : sequence of int, optional
+        Kernel size and stages of every scale, coarse to fine (default: one
+        scale of ``m`` px).
 
     Returns
     -------
     dict or None
-        ``{stage index: (kernels (N, m, m), mask (N,))}`` for
+        ``{(scale, stage): (kernels, mask (N,))}`` for
         :meth:`refdeblur.network.Network.forward_with_cache`; None when no
-        example is forced (always with one stage).
+        example is forced (always for a single scale run with one stage).
     """
-    if n_stages < 2 or probability <= 0:
-        return None
     true_kernels = np.asarray(true_kernels)
-    n = len(true_kernels)
+    n, m = len(true_kernels), true_kernels.shape[-1]
+    scale_sizes = (m,) if scale_sizes is None else tuple(scale_sizes)
+    scale_stages = ((n_stages,) * len(scale_sizes) if scale_stages is None
+                    else tuple(scale_stages))
+    positions = forced_positions(n_stages, scale_stages)
+    if not positions or probability <= 0:
+        return None
     forced_mask = rng.random(n) < probability
-    stages = rng.integers(0, n_stages - 1, size=n)
+    chosen = rng.integers(0, len(positions), size=n)
     if not forced_mask.any():
         return None
-    kernels = np.array(true_kernels, dtype=np.float64, copy=True)
+    perturbed = {}
     for index in np.flatnonzero(forced_mask):
         other = true_kernels[(index + 1) % n] if n > 1 else None
-        kernels[index] = perturb_kernel(true_kernels[index], rng, other=other)
-    kernels = kernels.astype(true_kernels.dtype, copy=False)
-    return {int(stage): (kernels, forced_mask & (stages == stage))
-            for stage in np.unique(stages[forced_mask])}
+        perturbed[index] = perturb_kernel(true_kernels[index], rng, other=other)
+    forced = {}
+    for choice in np.unique(chosen[forced_mask]):
+        j, s = positions[choice]
+        size = scale_sizes[j]
+        mask = forced_mask & (chosen == choice)
+        kernels = np.zeros((n, size, size), dtype=true_kernels.dtype)
+        for index in np.flatnonzero(mask):
+            kernels[index] = (perturbed[index] if size == m
+                              else resize_kernel(perturbed[index], size))
+        forced[(int(j), int(s))] = (kernels, mask)
+    return forced

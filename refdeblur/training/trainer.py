@@ -479,7 +479,10 @@ class Trainer:
         probability, until = teacher_forcing(self.config)
         forced = None
         if probability > 0 and (until is None or self.step < until):
-            forced = forced_kernels(self.rng, kernels, phase.n_stages, probability)
+            arch = self.net.architecture
+            forced = forced_kernels(self.rng, kernels, phase.n_stages, probability,
+                                    scale_sizes=arch.kernel_sizes,
+                                    scale_stages=[arch.n_stages] * len(arch.kernel_sizes))
         return training_step(self.net, self.optimizer, self.outliers, blurry, kernels,
                              phase, forced=forced,
                              stage_loss_weight=stage_loss_weight(self.config))
