@@ -149,6 +149,11 @@ def add_train_parser(subparsers):
     parser.add_argument("--n-filters", type=int,
                         help="convolution filters of each stage "
                              f"(default: {architecture['n_filters']})")
+    parser.add_argument("--n-hidden", type=int,
+                        help="hidden images after the first recombination of each "
+                             "stage: with --n-filters, the capacity of the "
+                             "feature extraction (paper Figs. 3-4) "
+                             f"(default: {architecture['n_hidden']})")
     parser.add_argument("--zero-mean-filters", action="store_true", default=None,
                         help="start every convolution filter with zero sum per "
                              "input channel, edge-like first features "
@@ -316,7 +321,8 @@ def _check_options(args):
                         f"not --kernel-size {args.kernel_size}")
     at_least = {"--steps": (args.steps, 1), "--batch-size": (args.batch_size, 1),
                 "--crop-size": (args.crop_size, 1), "--filter-size": (args.filter_size, 1),
-                "--n-filters": (args.n_filters, 1), "--stage-steps": (args.stage_steps, 1),
+                "--n-filters": (args.n_filters, 1), "--n-hidden": (args.n_hidden, 1),
+                "--stage-steps": (args.stage_steps, 1),
                 "--frozen-steps": (args.frozen_steps, 0),
                 "--validation-images": (args.validation_images, 1),
                 "--validate-every": (args.validate_every, 1)}
@@ -444,7 +450,7 @@ def new_run_config(args):
     if args.init is None:       # an init model's architecture is recorded in full
         config["architecture"] = {**config["architecture"], **architecture_options(
             kernel_size, scales=args.scales, filter_size=args.filter_size,
-            n_filters=args.n_filters,
+            n_filters=args.n_filters, n_hidden=args.n_hidden,
             zero_mean_filters=bool(args.zero_mean_filters), beta_k=args.beta_k,
             beta_k_mode=args.beta_k_mode)}
     if args.optimizer is not None or args.learning_rate is not None:
@@ -507,6 +513,7 @@ def _init_config(args):
              "--filter-size": (args.filter_size, filter_sizes.pop()
                                if len(filter_sizes) == 1 else arch["filter_sizes"]),
              "--n-filters": (args.n_filters, arch["n_filters"]),
+             "--n-hidden": (args.n_hidden, arch["n_hidden"]),
              "--zero-mean-filters": (args.zero_mean_filters, arch["zero_mean_filters"]),
              "--beta-k": (args.beta_k, arch["beta_k"]),
              "--beta-k-mode": (args.beta_k_mode, arch["beta_k_mode"])}

@@ -411,7 +411,8 @@ def fine_tuning_config(init_model, **overrides):
 
 
 def architecture_options(kernel_size, *, scales=None, filter_size=None, n_filters=None,
-                         zero_mean_filters=False, beta_k=None, beta_k_mode=None):
+                         n_hidden=None, zero_mean_filters=False, beta_k=None,
+                         beta_k_mode=None):
     """``config["architecture"]``: the options that differ from the defaults.
 
     Parameters
@@ -425,7 +426,7 @@ def architecture_options(kernel_size, *, scales=None, filter_size=None, n_filter
     filter_size : int, optional
         Side of the convolution filters at every scale (default: the
         kernel size of each scale).
-    n_filters : int, optional
+    n_filters, n_hidden : int, optional
     zero_mean_filters : bool, optional
     beta_k : float, optional
     beta_k_mode : {"constant", "relative"}, optional
@@ -450,6 +451,8 @@ def architecture_options(kernel_size, *, scales=None, filter_size=None, n_filter
         architecture["filter_sizes"] = [filter_size] * n_scales
     if n_filters is not None:
         architecture["n_filters"] = n_filters
+    if n_hidden is not None:
+        architecture["n_hidden"] = n_hidden
     if zero_mean_filters:
         architecture["zero_mean_filters"] = True
     if beta_k is not None:
@@ -530,6 +533,8 @@ def training_command(config):
         parts += ["--filter-size", str(arch["filter_sizes"][-1])]
     if arch.get("n_filters"):
         parts += ["--n-filters", str(arch["n_filters"])]
+    if arch.get("n_hidden"):
+        parts += ["--n-hidden", str(arch["n_hidden"])]
     if arch.get("zero_mean_filters"):
         parts += ["--zero-mean-filters"]
     if arch.get("beta_k") is not None:
