@@ -69,6 +69,19 @@ def test_perturbed_kernels_are_kernels_and_reproducible(kernel):
     assert len(set(np.round(errors, 12))) == 20     # a broad mixture, not one error
 
 
+def test_a_larger_strength_power_gives_starts_nearer_the_truth(kernel):
+    other = sample_kernel(17, np.random.default_rng(6))
+
+    def mean_error(power):
+        rng = np.random.default_rng(0)
+        return np.mean([np.sum((perturb_kernel(kernel, rng, other=other,
+                                                strength_power=power) - kernel) ** 2)
+                         for _ in range(60)])
+
+    errors = [mean_error(power) for power in (1.0, 3.0)]
+    assert errors[1] < 0.8 * errors[0]
+
+
 def test_forced_kernels_draw():
     rng = np.random.default_rng(0)
     kernels = np.stack([sample_kernel(9, rng) for _ in range(6)])
@@ -112,11 +125,16 @@ def test_forced_kernels_at_the_coarser_scale_are_resized():
 
 def test_configuration_records_teacher_forcing_only_when_on():
     assert "teacher_forcing" not in default_config(17)
-    assert teacher_forcing(default_config(17)) == (0.0, None)
+    assert teacher_forcing(default_config(17)) == (0.0, None, 1.0)
     config = default_config(17, teacher_forcing={"probability": 0.5, "until_step": 900},
                             images="IMAGES")
-    assert teacher_forcing(config) == (0.5, 900)
+    assert teacher_forcing(config) == (0.5, 900, 1.0)
     assert "--teacher-forcing 0.5 --teacher-forcing-until 900" in training_command(config)
+    assert "--teacher-forcing-power" not in training_command(config)
+    config["teacher_forcing"]["strength_power"] = 3.0
+    assert "--teacher-forcing-until 900 --teacher-forcing-power 3.0" in training_command(config)
+    with pytest.raises(ValueError, match="strength_power"):
+        teacher_forcing({"teacher_forcing": {"probability": 0.5, "strength_power": 0}})
     with pytest.raises(ValueError, match="probability"):
         teacher_forcing({"teacher_forcing": {"probability": 1.5}})
     with pytest.raises(ValueError, match="stream"):
@@ -173,6 +191,9 @@ def test_training_with_teacher_forcing_changes_the_weights_and_resumes_bit_ident
 @pytest.mark.parametrize("extra, message", [
     (["--teacher-forcing", "1.5"], "--teacher-forcing must be between 0 and 1"),
     (["--teacher-forcing-until", "5"], "--teacher-forcing-until needs --teacher-forcing"),
+    (["--teacher-forcing-power", "2"], "--teacher-forcing-power needs --teacher-forcing"),
+    (["--teacher-forcing", "0.5", "--teacher-forcing-power", "0"],
+     "--teacher-forcing-power must be > 0"),
     (["--teacher-forcing", "0.5", "--example-seeding", "per-example"], "needs --example-seeding stream"),
 ])
 def test_bad_teacher_forcing_options_are_refused_in_one_line(image_folder, tmp_path, extra,
@@ -222,3 +243,18 @@ def test_stage_loss_weight_is_refused_with_per_example_seeding(image_folder, tmp
     assert result.returncode != 0
     assert "--stage-loss-weight needs --example-seeding stream" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_starts_benchmark_prints_one_row_per_power_and_the_error_falls(capsys):
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "teacher_forcing_starts.py"
+    spec = importlib.util.spec_from_file_location("teacher_forcing_starts", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.main(["--kernel-size", "9", "--kernels", "40", "--powers", "1", "4"])
+    rows = [line for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| 1 |") or line.startswith("| 4 |")]
+    assert len(rows) == 2
+    means = [float(row.split("|")[2]) for row in rows]
+    assert means[1] < means[0]

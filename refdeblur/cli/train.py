@@ -228,6 +228,11 @@ def add_train_parser(subparsers):
                         help="stop the teacher forcing at this step; the later "
                              "stages then train on the earlier ones' own "
                              "estimates (default: never)")
+    parser.add_argument("--teacher-forcing-power", type=float, metavar="Q",
+                        help="draw each error of the teacher forcing at strength "
+                             "u**Q, u uniform on [0, 1]: the larger Q, the more "
+                             "forced starts are nearly right, so that a later "
+                             "stage learns to keep a good start (default: 1)")
     parser.add_argument("--example-seeding", choices=("stream", "per-example"),
                         help="stream: the examples of every step drawn from one "
                              "generator; per-example: example i of step s from "
@@ -349,6 +354,12 @@ def _check_options(args):
                             f"{args.teacher_forcing_until}")
         if not args.teacher_forcing:
             raise UserError("--teacher-forcing-until needs --teacher-forcing")
+    if args.teacher_forcing_power is not None:
+        if not 0 < args.teacher_forcing_power < float("inf"):
+            raise UserError(f"--teacher-forcing-power must be > 0, got "
+                            f"{args.teacher_forcing_power}")
+        if not args.teacher_forcing:
+            raise UserError("--teacher-forcing-power needs --teacher-forcing")
     if args.stage_loss_weight is not None and not 0 <= args.stage_loss_weight < float("inf"):
         raise UserError(f"--stage-loss-weight must be >= 0, got {args.stage_loss_weight}")
     for option, value in (("--teacher-forcing", args.teacher_forcing),
@@ -486,6 +497,8 @@ def new_run_config(args):
     if args.teacher_forcing:
         config["teacher_forcing"] = {"probability": args.teacher_forcing,
                                      "until_step": args.teacher_forcing_until}
+        if args.teacher_forcing_power is not None:
+            config["teacher_forcing"]["strength_power"] = args.teacher_forcing_power
     return config
 
 

@@ -16,6 +16,7 @@ a trained network (derivations/fine_tuning.md).
 
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 from ..model_io import read_model_file
 from ..models import model_sha256, shipped_model_path
@@ -24,7 +25,7 @@ from .optim import optimizer_settings
 
 __all__ = ["CONFIG_FILE", "CHECKPOINT_FILE", "LOG_FILE", "RECIPES", "EXAMPLE_SEEDINGS",
            "FINE_TUNING_LEARNING_RATE", "SHIPPED_INIT_NAMES",
-           "default_config", "example_seeding", "teacher_forcing", "stage_loss_weight",
+           "default_config", "example_seeding", "TeacherForcing", "teacher_forcing", "stage_loss_weight",
            "recipe_config", "recipe_steps",
            "architecture_options", "read_config", "write_config", "training_command",
            "resolve_init_model", "read_init_model", "fine_tuning_config"]
@@ -190,16 +191,29 @@ def stage_loss_weight(config):
     return weight
 
 
+class TeacherForcing(NamedTuple):
+    """A run's teacher forcing (:func:`teacher_forcing`)."""
+
+    #: Fraction of the examples of a step that are forced.
+    probability: float
+    #: The step at which it stops; None: never.
+    until_step: int
+    #: Errors are drawn at strength ``u ** strength_power``, ``u`` uniform
+    #: on [0, 1]: the larger, the more starts are nearly right.
+    strength_power: float
+
+
 def teacher_forcing(config):
-    """A run's teacher forcing: ``(probability, until_step)``.
+    """A run's teacher forcing: probability, last step and error strength.
 
     ``config["teacher_forcing"]`` is ``{"probability": p, "until_step":
-    s}``: up to step ``s`` (for ever when None) a fraction ``p`` of the
-    examples of every step that runs two stages or more feeds a later stage
-    of the finest scale a latent image deconvolved with a perturbed true
-    kernel (:mod:`refdeblur.training.teacher_forcing`,
+    s, "strength_power": q}``: up to step ``s`` (for ever when None) a
+    fraction ``p`` of the examples of every step feeds a later stage a
+    latent image deconvolved with a perturbed true kernel, its errors at
+    strength ``u ** q`` (:mod:`refdeblur.training.teacher_forcing`,
     derivations/training.md, "Teacher forcing"). A configuration without
-    the key (every run made before it existed) means ``(0.0, None)``.
+    the key (every run made before it existed) means no forcing; without
+    ``until_step`` or ``strength_power``, None and 1.
 
     Parameters
     ----------
@@ -207,22 +221,24 @@ def teacher_forcing(config):
 
     Returns
     -------
-    probability : float
-    until_step : int or None
+    TeacherForcing
 
     Raises
     ------
     ValueError
-        For a probability outside [0, 1], a negative step or an unknown key.
+        For a probability outside [0, 1], a negative step, a power not
+        positive or an unknown key.
 
     Examples
     --------
     >>> from refdeblur.training.config import teacher_forcing
-    >>> teacher_forcing({}), teacher_forcing({"teacher_forcing": {"probability": 0.5}})
-    ((0.0, None), (0.5, None))
+    >>> tuple(teacher_forcing({}))
+    (0.0, None, 1.0)
+    >>> teacher_forcing({"teacher_forcing": {"probability": 0.5}}).probability
+    0.5
     """
     value = dict(config.get("teacher_forcing") or {})
-    unknown = set(value) - {"probability", "until_step"}
+    unknown = set(value) - {"probability", "until_step", "strength_power"}
     if unknown:
         raise ValueError(f"unknown teacher_forcing keys: {sorted(unknown)}")
     probability = float(value.get("probability", 0.0))
@@ -234,7 +250,10 @@ def teacher_forcing(config):
         until = int(until)
         if until < 0:
             raise ValueError(f"teacher forcing until_step must be >= 0, got {until}")
-    return probability, until
+    power = float(value.get("strength_power", 1.0))
+    if not 0.0 < power < float("inf"):
+        raise ValueError(f"teacher forcing strength_power must be > 0, got {power}")
+    return TeacherForcing(probability, until, power)
 
 
 def example_seeding(config):
@@ -547,9 +566,11 @@ def training_command(config):
         parts += ["--example-seeding", "per-example"]
     if stage_loss_weight(config) > 0:
         parts += ["--stage-loss-weight", repr(stage_loss_weight(config))]
-    probability, until = teacher_forcing(config)
-    if probability > 0:
-        parts += ["--teacher-forcing", repr(probability)]
-        if until is not None:
-            parts += ["--teacher-forcing-until", str(until)]
+    forcing = teacher_forcing(config)
+    if forcing.probability > 0:
+        parts += ["--teacher-forcing", repr(forcing.probability)]
+        if forcing.until_step is not None:
+            parts += ["--teacher-forcing-until", str(forcing.until_step)]
+        if forcing.strength_power != 1.0:
+            parts += ["--teacher-forcing-power", repr(forcing.strength_power)]
     return " ".join(parts)

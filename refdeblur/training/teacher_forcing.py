@@ -77,7 +77,8 @@ def _apply(kind, kernel, strength, rng, other):
     raise ValueError(f"unknown perturbation {kind!r}")
 
 
-def perturb_kernel(kernel, rng, *, other=None, max_kinds=3, kinds=PERTURBATIONS):
+def perturb_kernel(kernel, rng, *, other=None, max_kinds=3, kinds=PERTURBATIONS,
+                   strength_power=1.0):
     """The kernel with one to ``max_kinds`` random errors of :data:`PERTURBATIONS`.
 
     Parameters
@@ -92,6 +93,10 @@ def perturb_kernel(kernel, rng, *, other=None, max_kinds=3, kinds=PERTURBATIONS)
         Most errors applied to one kernel.
     kinds : sequence of str, optional
         The errors to draw from (default all of :data:`PERTURBATIONS`).
+    strength_power : float, optional
+        Each error's strength is ``u ** strength_power``, ``u`` uniform on
+        [0, 1]: 1 spreads the strengths evenly, larger values make most
+        errors small.
 
     Returns
     -------
@@ -118,7 +123,7 @@ def perturb_kernel(kernel, rng, *, other=None, max_kinds=3, kinds=PERTURBATIONS)
     order = rng.permutation(len(kinds))[:n_kinds]
     result = kernel
     for index in order:
-        strength = float(rng.uniform(0.0, 1.0))
+        strength = float(rng.uniform(0.0, 1.0)) ** strength_power
         result = np.maximum(_apply(kinds[index], result, strength, rng, other), 0.0)
         total = result.sum()
         result = result / total if total > 0 else _blob(kernel)
@@ -153,7 +158,7 @@ def forced_positions(n_stages, scale_stages):
 
 
 def forced_kernels(rng, true_kernels, n_stages, probability, *, scale_sizes=None,
-                   scale_stages=None):
+                   scale_stages=None, strength_power=1.0):
     """Draw which examples of a step are forced, where, and with what kernel.
 
     Each example is forced with ``probability``; a forced example replaces
@@ -174,6 +179,8 @@ def forced_kernels(rng, true_kernels, n_stages, probability, *, scale_sizes=None
     scale_sizes, scale_stages : sequence of int, optional
         Kernel size and stages of every scale, coarse to fine (default: one
         scale of ``m`` px).
+    strength_power : float, optional
+        As for :func:`perturb_kernel`.
 
     Returns
     -------
@@ -197,7 +204,8 @@ def forced_kernels(rng, true_kernels, n_stages, probability, *, scale_sizes=None
     perturbed = {}
     for index in np.flatnonzero(forced_mask):
         other = true_kernels[(index + 1) % n] if n > 1 else None
-        perturbed[index] = perturb_kernel(true_kernels[index], rng, other=other)
+        perturbed[index] = perturb_kernel(true_kernels[index], rng, other=other,
+                                          strength_power=strength_power)
     forced = {}
     for choice in np.unique(chosen[forced_mask]):
         j, s = positions[choice]

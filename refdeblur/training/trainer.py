@@ -476,13 +476,15 @@ class Trainer:
             return per_example_step(self.net, self.optimizer, self.outliers, results,
                                     phase)
         blurry, kernels = self.batch_source(self.rng, batch_size)
-        probability, until = teacher_forcing(self.config)
+        forcing = teacher_forcing(self.config)
         forced = None
-        if probability > 0 and (until is None or self.step < until):
+        if forcing.probability > 0 and (forcing.until_step is None
+                                        or self.step < forcing.until_step):
             arch = self.net.architecture
-            forced = forced_kernels(self.rng, kernels, phase.n_stages, probability,
+            forced = forced_kernels(self.rng, kernels, phase.n_stages, forcing.probability,
                                     scale_sizes=arch.kernel_sizes,
-                                    scale_stages=[arch.n_stages] * len(arch.kernel_sizes))
+                                    scale_stages=[arch.n_stages] * len(arch.kernel_sizes),
+                                    strength_power=forcing.strength_power)
         return training_step(self.net, self.optimizer, self.outliers, blurry, kernels,
                              phase, forced=forced,
                              stage_loss_weight=stage_loss_weight(self.config))
