@@ -89,6 +89,12 @@ class Architecture:
     #: channel, so that a fresh stage's features respond to edges rather
     #: than to the brightness of the image (derivations/training.md).
     zero_mean_filters: bool = False
+    #: Regularise the kernel quotient of every stage after the first of a
+    #: scale towards the previous stage's kernel, beta_k ||k - k_prev||^2,
+    #: so that a later stage keeps its start where its features carry
+    #: little evidence (derivations/kernel_quotient.md §1b; network.md §2).
+    #: False: the paper's beta_k ||k||^2.
+    kernel_prior: bool = False
     #: Stages of the finest scale that :meth:`Network.forward` runs when not
     #: told otherwise; None: all. Set by ``refdeblur export-model --stages``
     #: for a multi-scale network whose last stages are not trained yet.
@@ -128,9 +134,16 @@ class Architecture:
         return self.kernel_sizes[-1]
 
     def to_dict(self):
-        """JSON-compatible dict (tuples become lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v
-                for k, v in dataclasses.asdict(self).items()}
+        """JSON-compatible dict (tuples become lists).
+
+        ``kernel_prior`` appears only when True, so that the model files and
+        training configurations of networks without it read as before.
+        """
+        values = {k: list(v) if isinstance(v, tuple) else v
+                  for k, v in dataclasses.asdict(self).items()}
+        if not values["kernel_prior"]:
+            del values["kernel_prior"]
+        return values
 
     @classmethod
     def from_dict(cls, values):
@@ -180,6 +193,7 @@ class Stage:
         arch = architecture
         self.paired_init_noise = arch.paired_init_noise
         self.zero_mean_filters = arch.zero_mean_filters
+        self.kernel_prior = arch.kernel_prior
         self.conv = Conv2D(in_channels, arch.n_filters, filter_size,
                            bias=arch.conv_bias)
         self.tanh1 = Tanh()
@@ -239,7 +253,7 @@ class Stage:
         return {name[len(start):]: value for name, value in params.items()
                 if name.startswith(start)}
 
-    def forward(self, stage_input, blurry, params, forced=None):
+    def forward(self, stage_input, blurry, params, forced=None, prior=None):
         """Run the stage (N1)-(N5).
 
         Parameters
@@ -254,6 +268,9 @@ class Stage:
             True, ``kernels`` (shape (N, m, m)) replaces the stage's own
             kernel as its output and as the kernel its image quotient
             deconvolves with.
+        prior : ndarray of shape (N, m, m), optional
+            The previous stage's kernel, which the kernel quotient
+            regularises towards (N16); None: towards zero (N4).
 
         Returns
         -------
@@ -271,7 +288,8 @@ class Stage:
             z, self.params_of(params, "recombine2"))                 # (N2)
         x_sharp = features[:, :self.n_pairs]                         # (N3)
         y_blurry = features[:, self.n_pairs:]
-        kernel, kq_cache = self.kernel_quotient.forward(x_sharp, y_blurry)  # (N4)
+        kernel, kq_cache = self.kernel_quotient.forward(x_sharp, y_blurry,
+                                                        prior=prior)  # (N4), (N16)
         kernel_kept = None
         if forced is not None:
             forced_kernels, mask = forced
@@ -286,7 +304,8 @@ class Stage:
                            rec2_cache, kq_cache, iq_cache, kernel_kept)
         return kernel, latent, cache
 
-    def backward(self, dkernel, dlatent, cache, *, input_grad=True):
+    def backward(self, dkernel, dlatent, cache, *, input_grad=True,
+                 prior_grad=False):
         """Back-propagate through the stage (N6)-(N9).
 
         Parameters
@@ -298,6 +317,9 @@ class Stage:
         cache : StageCache
         input_grad : bool, optional
             Compute the gradient with respect to ``stage_input``.
+        prior_grad : bool, optional
+            Also return the gradient with respect to the forward pass's
+            ``prior`` (N17), None where it had none.
 
         Returns
         -------
@@ -306,6 +328,8 @@ class Stage:
             The image quotient's direct gradient with respect to ``blurry``.
         grads : dict
             Keyed by full parameter name.
+        dprior : ndarray of shape (N, m, m) or None
+            Only with ``prior_grad``.
         """
         grads = {}
         dblurry = None
@@ -320,8 +344,8 @@ class Stage:
             raise ValueError("stage backward needs a kernel or latent gradient")
         if cache.kernel_kept is not None:
             total_dkernel = total_dkernel * cache.kernel_kept[:, None, None]  # (N14)
-        (dx_sharp, dy_blurry), _ = self.kernel_quotient.backward(
-            total_dkernel, cache.kernel_quotient)                    # (N7)
+        (dx_sharp, dy_blurry, *dprior), _ = self.kernel_quotient.backward(
+            total_dkernel, cache.kernel_quotient)                    # (N7), (N17)
         dfeatures = np.concatenate([dx_sharp, dy_blurry], axis=1)    # (N8)
         dz, rec2_grads = self.recombine2.backward(dfeatures, cache.recombine2)
         dz, _ = self.tanh2.backward(dz, cache.tanh2)
@@ -332,6 +356,8 @@ class Stage:
         self._store(grads, "recombine2", rec2_grads)
         self._store(grads, "recombine1", rec1_grads)
         self._store(grads, "conv", conv_grads)
+        if prior_grad:
+            return dinput, dblurry, grads, (dprior[0] if dprior else None)
         return dinput, dblurry, grads
 
     def _store(self, grads, layer_name, layer_grads):
@@ -359,6 +385,14 @@ def stage_input(blurry, latent):
     return np.stack([blurry, latent], axis=1)                         # (N12)
 
 
+def previous_kernel(stage, kernels):
+    """The prior of ``stage``'s kernel quotient (N16): the last of ``kernels``.
+
+    None for the first stage of a scale or without ``kernel_prior``.
+    """
+    return kernels[-1] if stage.kernel_prior and kernels else None
+
+
 def run_stages_with_cache(stages, blurry, latent, params, forced=None):
     """Run a scale's stages with :meth:`Stage.forward`, keeping every cache.
 
@@ -372,7 +406,8 @@ def run_stages_with_cache(stages, blurry, latent, params, forced=None):
     for index, stage in enumerate(stages):
         kernel, latent, cache = stage.forward(stage_input(blurry, latent),
                                               blurry, params,
-                                              forced=forced.get(index))
+                                              forced=forced.get(index),
+                                              prior=previous_kernel(stage, kernels))
         kernels.append(kernel)
         caches.append(cache)
     return kernels, latent, caches
@@ -388,7 +423,7 @@ def run_stages(stages, blurry, latent, params):
     kernels = []
     for stage in stages:
         kernel, latent, _ = stage.forward(stage_input(blurry, latent), blurry,
-                                          params)
+                                          params, prior=previous_kernel(stage, kernels))
         kernels.append(kernel)
     return kernels, latent, []
 
@@ -729,10 +764,11 @@ class Network:
                     extra = extra[None] if single else extra
                     dkernel_last = (extra if dkernel_last is None
                                     else dkernel_last + extra)       # (N15)
-                dinput, dblurry, stage_grads = stages[s].backward(
+                dinput, dblurry, stage_grads, dprior = stages[s].backward(
                     dkernel_last, dlatent_next, scale_cache.stages[s],
-                    input_grad=input_grad or not first_needed)
-                dkernel_last = None
+                    input_grad=input_grad or not first_needed, prior_grad=True)
+                # the prior is the previous stage's kernel (N16): (N17)
+                dkernel_last = dprior
                 for name, value in stage_grads.items():
                     grads[name] += value
                 contributions = [dblurry]

@@ -25,7 +25,7 @@ import numpy as np
 
 from ._engine import HAVE_NUMBA, features, warn_without_numba
 from ._engine.threads import matmul_columns, one_blas_thread, tanh_inplace
-from .network import stage_input
+from .network import previous_kernel, stage_input
 
 __all__ = ["predict", "predict_stages", "predict_stage", "stage_features"]
 
@@ -74,12 +74,14 @@ def predict_stages(stages, blurry, latent, params):
     kernels = []
     for stage in stages:
         kernel, latent = predict_stage(stage, stage_input(blurry, latent), blurry,
-                                       params, prepared_blurry=prepared)
+                                       params, prepared_blurry=prepared,
+                                       prior=previous_kernel(stage, kernels))
         kernels.append(kernel)
     return kernels, latent, []
 
 
-def predict_stage(stage, stage_input, blurry, params, *, prepared_blurry=None):
+def predict_stage(stage, stage_input, blurry, params, *, prepared_blurry=None,
+                  prior=None):
     """:meth:`refdeblur.network.Stage.forward` for inference, without a cache.
 
     Parameters
@@ -92,6 +94,8 @@ def predict_stage(stage, stage_input, blurry, params, *, prepared_blurry=None):
     prepared_blurry : PreparedBlurry, optional
         :meth:`~refdeblur.layers.image_quotient.ImageQuotient.prepare_blurry`
         of ``blurry``, shared by the stages of a scale.
+    prior : ndarray of shape (N, m, m), optional
+        The previous stage's kernel, with ``kernel_prior`` (N16).
 
     Returns
     -------
@@ -100,7 +104,8 @@ def predict_stage(stage, stage_input, blurry, params, *, prepared_blurry=None):
     """
     feature_maps = stage_features(stage, stage_input, params)       # (N1)-(N2)
     kernel, _ = stage.kernel_quotient.forward(
-        feature_maps[:, :stage.n_pairs], feature_maps[:, stage.n_pairs:])  # (N3)-(N4)
+        feature_maps[:, :stage.n_pairs], feature_maps[:, stage.n_pairs:],
+        prior=prior)                                                 # (N3)-(N4), (N16)
     latent, _ = stage.image_quotient.forward(
         kernel, blurry, stage.params_of(params, "image_quotient"),
         prepared=prepared_blurry)                                    # (N5)

@@ -232,6 +232,30 @@ def test_loss_on_every_stage_gradients(rng):
                                   plain["scale2.stage1.conv.weight"])
 
 
+@pytest.mark.parametrize("beta_mode", ["constant", "relative"])
+def test_kernel_prior_network_gradients(rng, beta_mode):
+    extra = dict(SMALL, beta_k_mode=beta_mode, beta_k=0.05 if beta_mode == "relative" else 0.3)
+    net = build_network(5, rng=rng, kernel_sizes=(3, 5), filter_sizes=(3, 3),
+                        n_pairs=(1, 2, 2), taper_widths=(1, 2), kernel_prior=True, **extra)
+    image = rng.random((3, 19, 18))
+    errors = _check_every_parameter(net, image, _true_kernels(rng, 3, 5), rng,
+                                    forced=_forcing(rng, 3, 5), stage_loss_weight=0.3)
+    assert max(errors.values()) <= TOL, f"worst {max(errors.values()):.2e}: {errors}"
+
+
+def test_kernel_prior_changes_the_later_stages_only_and_inference_agrees(rng):
+    plain = build_network(5, rng=np.random.default_rng(3), filter_sizes=(3,),
+                          n_pairs=(1, 2, 2), **dict(SMALL, beta_k=0.3))
+    prior = Network(dataclasses.replace(plain.architecture, kernel_prior=True), plain.params)
+    image = rng.random((2, 20, 19))
+    a, b = plain.forward(image), prior.forward(image)
+    np.testing.assert_array_equal(a.stage_kernels[0][0], b.stage_kernels[0][0])
+    assert not np.allclose(a.stage_kernels[0][1], b.stage_kernels[0][1])
+    np.testing.assert_array_equal(predict(prior, image).kernel, b.kernel)
+    with_cache, _ = prior.forward_with_cache(image)
+    np.testing.assert_array_equal(with_cache.kernel, b.kernel)
+
+
 def test_truncated_network_trains_only_the_stages_it_runs(rng):
     net = build_network(5, rng=rng, filter_sizes=(3,), n_pairs=(1, 2, 2), **SMALL)
     image = rng.random((2, 18, 18))

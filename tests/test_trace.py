@@ -317,3 +317,15 @@ def test_trace_command_errors_are_one_line(argv, message, tmp_path, capsys):
     assert status == 2 and stdout == ""
     assert len(stderr.strip().splitlines()) == 1 and message in stderr, stderr
     assert out.read_bytes() == b"keep"
+
+
+def test_a_network_with_a_kernel_prior_is_refused_for_a_port(tmp_path):
+    from refdeblur import build_network
+    from refdeblur.porting.matlab import export_mat
+    net = build_network(5, rng=np.random.default_rng(0), filter_sizes=(3,), n_filters=2,
+                        n_hidden=2, kernel_prior=True)
+    with pytest.raises(ValueError, match="kernel_prior"):
+        make_trace(net)
+    with pytest.raises(ValueError, match="kernel_prior"):
+        export_mat(net, tmp_path / "net.mat")
+    assert not (tmp_path / "net.mat").exists()

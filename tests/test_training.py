@@ -289,15 +289,15 @@ def test_plot_training(image_folder, tmp_path):
 
 def test_architecture_flags_reach_the_model_and_the_recipe(image_folder, tmp_path):
     run = _train(image_folder, tmp_path / "flags", 1, "--zero-mean-filters",
-                 "--beta-k", "0.5", "--n-hidden", "6")
+                 "--beta-k", "0.5", "--n-hidden", "6", "--kernel-prior")
     assert run.returncode == 0, run.stderr
     arch = load_model(tmp_path / "flags" / "checkpoint.npz").architecture
     assert arch.zero_mean_filters and arch.beta_k == 0.5
-    assert (arch.n_filters, arch.n_hidden) == (4, 6)
+    assert (arch.n_filters, arch.n_hidden, arch.kernel_prior) == (4, 6, True)
     config = json.loads((tmp_path / "flags" / "config.json").read_text())
     command = training_command(config)
     assert "--zero-mean-filters" in command and "--beta-k 0.5" in command
-    assert "--n-filters 4 --n-hidden 6" in command
+    assert "--n-filters 4 --n-hidden 6" in command and "--kernel-prior" in command
     refused = _train(image_folder, tmp_path / "bad", 1, "--n-hidden", "0")
     assert refused.returncode != 0 and "--n-hidden must be at least 1" in refused.stderr
 

@@ -154,6 +154,12 @@ def add_train_parser(subparsers):
                              "stage: with --n-filters, the capacity of the "
                              "feature extraction (paper Figs. 3-4) "
                              f"(default: {architecture['n_hidden']})")
+    parser.add_argument("--kernel-prior", action="store_true", default=None,
+                        help="regularise the kernel quotient of every stage after "
+                             "the first of a scale towards the previous stage's "
+                             "kernel instead of towards zero, so that a later "
+                             "stage keeps its start where its features carry "
+                             "little evidence (default: the paper's quotient)")
     parser.add_argument("--zero-mean-filters", action="store_true", default=None,
                         help="start every convolution filter with zero sum per "
                              "input channel, edge-like first features "
@@ -462,6 +468,7 @@ def new_run_config(args):
         config["architecture"] = {**config["architecture"], **architecture_options(
             kernel_size, scales=args.scales, filter_size=args.filter_size,
             n_filters=args.n_filters, n_hidden=args.n_hidden,
+            kernel_prior=bool(args.kernel_prior),
             zero_mean_filters=bool(args.zero_mean_filters), beta_k=args.beta_k,
             beta_k_mode=args.beta_k_mode)}
     if args.optimizer is not None or args.learning_rate is not None:
@@ -527,6 +534,7 @@ def _init_config(args):
                                if len(filter_sizes) == 1 else arch["filter_sizes"]),
              "--n-filters": (args.n_filters, arch["n_filters"]),
              "--n-hidden": (args.n_hidden, arch["n_hidden"]),
+             "--kernel-prior": (args.kernel_prior, arch.get("kernel_prior", False)),
              "--zero-mean-filters": (args.zero_mean_filters, arch["zero_mean_filters"]),
              "--beta-k": (args.beta_k, arch["beta_k"]),
              "--beta-k-mode": (args.beta_k_mode, arch["beta_k_mode"])}

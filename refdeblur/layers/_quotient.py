@@ -50,9 +50,13 @@ class QuotientCache(NamedTuple):
     denominator: np.ndarray  # D, (N, H, W//2+1): every backward line
     quotient: np.ndarray     # Q^, (N, H, W//2+1): (Q6), (Q7)
     shape: tuple             # (H, W), for irfft2 with odd sizes
+    #: P = F p of the prior, (N, H, W//2+1), or None: (Q8)-(Q10)
+    spectrum_prior: np.ndarray = None
+    #: beta, for the prior's gradient (Q9); None without a prior
+    beta: object = None
 
 
-def quotient_forward(a, b, beta, *, spectrum_b=None):
+def quotient_forward(a, b, beta, *, spectrum_b=None, prior=None):
     """Solve the per-frequency least-squares problem (Q1)-(Q3).
 
     Parameters
@@ -63,6 +67,9 @@ def quotient_forward(a, b, beta, *, spectrum_b=None):
         Regulariser, > 0.
     spectrum_b : ndarray of shape (N, n, H, W//2+1), optional
         ``rfft2(b)`` if already known; ``b`` is then not used.
+    prior : ndarray of shape (N, H, W), optional
+        Regularise towards ``prior`` instead of towards zero:
+        ``beta ||q - prior||^2`` (Q8).
 
     Returns
     -------
@@ -81,13 +88,22 @@ def quotient_forward(a, b, beta, *, spectrum_b=None):
         denominator = power.sum(axis=1) + beta                   # (Q2)
         numerator = (np.conj(spectrum_a) * spectrum_b).sum(axis=1)
         quotient = numerator / denominator                       # (Q3)
+    spectrum_prior = None
+    if prior is not None:
+        spectrum_prior = _fft.rfft2(prior)
+        quotient = quotient + beta * spectrum_prior / denominator   # (Q8)
     q = _fft.irfft2(quotient, shape)                             # (Q4)
     return q.astype(a.dtype, copy=False), QuotientCache(
-        spectrum_a, spectrum_b, denominator, quotient, shape)
+        spectrum_a, spectrum_b, denominator, quotient, shape, spectrum_prior,
+        None if prior is None else beta)
 
 
 def quotient_backward(dq, cache, *, beta_grad=False):
     """Gradients of the quotient with respect to ``a``, ``b`` and ``beta``.
+
+    With a prior (:func:`quotient_forward`), the gradient with respect to it
+    is :func:`quotient_prior_backward`; (Q5)-(Q6) are unchanged because the
+    cached ``Q^`` includes the prior's term, and (Q7) becomes (Q10).
 
     Parameters
     ----------
@@ -102,7 +118,7 @@ def quotient_backward(dq, cache, *, beta_grad=False):
     da, db : ndarray of shape (N, n, H, W)
     dbeta : ndarray of shape (N,) or None
     """
-    spectrum_a, spectrum_b, denominator, quotient, shape = cache
+    spectrum_a, spectrum_b, denominator, quotient, shape = cache[:5]
     gamma = _fft.rfft2(dq)[:, None]                              # Γ = F dq
     scaled = gamma / denominator[:, None]                        # Γ / D
     db = _fft.irfft2(spectrum_a * scaled, shape)                 # (Q5)
@@ -112,7 +128,27 @@ def quotient_backward(dq, cache, *, beta_grad=False):
                      / denominator[:, None], shape)              # (Q6)
     dbeta = None
     if beta_grad:
-        solution_derivative = _fft.irfft2(quotient / denominator, shape)
-        dbeta = -np.sum(dq * solution_derivative, axis=(-2, -1))  # (Q7)
+        pulled = (quotient if cache.spectrum_prior is None
+                  else quotient - cache.spectrum_prior)
+        solution_derivative = _fft.irfft2(pulled / denominator, shape)
+        dbeta = -np.sum(dq * solution_derivative, axis=(-2, -1))  # (Q7), (Q10)
     dtype = dq.dtype
     return da.astype(dtype, copy=False), db.astype(dtype, copy=False), dbeta
+
+
+def quotient_prior_backward(dq, cache):
+    """``dL/d prior`` of a quotient with a prior (Q9).
+
+    Parameters
+    ----------
+    dq : ndarray of shape (N, H, W)
+    cache : QuotientCache
+        From :func:`quotient_forward` with ``prior``.
+
+    Returns
+    -------
+    ndarray of shape (N, H, W)
+    """
+    weight = cache.beta / cache.denominator                      # real, even
+    dprior = _fft.irfft2(weight * _fft.rfft2(dq), cache.shape)   # (Q9)
+    return dprior.astype(dq.dtype, copy=False)

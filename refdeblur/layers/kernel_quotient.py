@@ -9,7 +9,7 @@ import numpy as np
 
 from .._engine import fft as _fft
 from .._engine.threads import for_each
-from ._quotient import quotient_backward, quotient_forward
+from ._quotient import quotient_backward, quotient_forward, quotient_prior_backward
 from .crop_pad import grid_to_kernel, kernel_to_grid
 from .edge_taper import taper_window
 
@@ -94,7 +94,7 @@ class KernelQuotient:
         """No trainable parameters (``beta_k`` is not learned); empty dict."""
         return {}
 
-    def forward(self, x_sharp, y_blurry, params=None):
+    def forward(self, x_sharp, y_blurry, params=None, prior=None):
         """Estimate the kernel.
 
         Parameters
@@ -103,6 +103,11 @@ class KernelQuotient:
             The ``n`` sharp-like and blurry-like feature maps.
         params : None
             Unused.
+        prior : ndarray of shape (N, m, m), optional
+            A kernel to regularise towards: ``beta_k ||k - prior||^2``
+            instead of ``beta_k ||k||^2`` (K18), so that where the features
+            carry little evidence the estimate stays at ``prior`` instead of
+            going to zero (derivations/kernel_quotient.md §1b).
 
         Returns
         -------
@@ -137,7 +142,14 @@ class KernelQuotient:
             beta = np.maximum(beta, floor)
         else:
             beta = self.beta
-        full, quotient = quotient_forward(a, b, beta)              # (K3)-(K4)
+        prior_grid = None
+        if prior is not None:
+            prior = np.asarray(prior, dtype=a.dtype)
+            if prior.shape != (len(a), self.kernel_size, self.kernel_size):
+                raise ValueError(f"prior must be (N, {self.kernel_size}, "
+                                 f"{self.kernel_size}), got {prior.shape}")
+            prior_grid = kernel_to_grid(prior, grid)               # (K18)
+        full, quotient = quotient_forward(a, b, beta, prior=prior_grid)  # (K3)-(K4)
         cropped = grid_to_kernel(full, (self.kernel_size,) * 2)    # (K5)
         positive = np.maximum(cropped, 0)                          # (K6)
         if self.normalize:
@@ -160,7 +172,9 @@ class KernelQuotient:
 
         Returns
         -------
-        (dx_sharp, dy_blurry) : tuple of ndarray of shape (N, n, H, W)
+        (dx_sharp, dy_blurry[, dprior]) : tuple of ndarray
+            Of shape (N, n, H, W); ``dprior``, of shape (N, m, m), when the
+            forward pass had a prior (K19).
         param_grads : dict
             Empty.
         """
@@ -182,7 +196,12 @@ class KernelQuotient:
             dpower = np.where(cache.beta_clamped[:, 0, 0], 0.0, self.beta * dbeta)
             da = da + (2.0 * dpower.astype(da.dtype)[:, None, None, None]
                        * cache.tapered_sharp)                       # (K17)
-        return (da * cache.window, db * cache.window), {}          # (K14)
+        gradients = (da * cache.window, db * cache.window)          # (K14)
+        if cache.quotient.spectrum_prior is not None:
+            dprior = grid_to_kernel(quotient_prior_backward(dfull, cache.quotient),
+                                    (self.kernel_size,) * 2)       # (K19)
+            gradients += (dprior,)
+        return gradients, {}
 
 
 def _tapered_on_grid(x, window, grid_shape):

@@ -109,6 +109,9 @@ def matlab_variables(net):
         order: ``conv_weight`` is ``C_out x C_in x f x f``, a bias or other
         vector a column, ``log_beta`` a scalar.
     """
+    if net.architecture.kernel_prior:
+        # The port has no prior in its kernel quotient (derivations/matlab_path.md).
+        raise ValueError("networks with kernel_prior have no MATLAB/Octave port")
     variables = _architecture_variables(net)
     for name, value in sorted(net.params.items()):
         array = np.asarray(value, dtype=np.float64)

@@ -210,6 +210,7 @@ class _Recorder:
 def _load_network(model):
     """``(float64 network, description)`` of a network, model file or shipped size."""
     if isinstance(model, Network):
+        _check_traceable(model)
         return model.astype(np.float64), {"name": "in-memory network", "sha256": None}
     if isinstance(model, (int, np.integer)) and not isinstance(model, bool):
         path = shipped_model_path(int(model))
@@ -218,7 +219,15 @@ def _load_network(model):
         path = Path(model)
         name = path.name
     net, _, _ = read_model_file(path)
+    _check_traceable(net)
     return net.astype(np.float64), {"name": name, "sha256": model_sha256(path)}
+
+
+def _check_traceable(net):
+    # The trace records the paper's stage; a kernel prior adds a path it
+    # does not record (derivations/porting.md).
+    if net.architecture.kernel_prior:
+        raise ValueError("networks with kernel_prior cannot be traced for a port")
 
 
 def make_trace(model, *, seed=0, size=None):

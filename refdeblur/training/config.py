@@ -431,7 +431,7 @@ def fine_tuning_config(init_model, **overrides):
 
 def architecture_options(kernel_size, *, scales=None, filter_size=None, n_filters=None,
                          n_hidden=None, zero_mean_filters=False, beta_k=None,
-                         beta_k_mode=None):
+                         beta_k_mode=None, kernel_prior=False):
     """``config["architecture"]``: the options that differ from the defaults.
 
     Parameters
@@ -452,6 +452,9 @@ def architecture_options(kernel_size, *, scales=None, filter_size=None, n_filter
         See :class:`refdeblur.network.Architecture`; recorded only when
         ``"relative"``, so that a configuration without the key means
         ``"constant"``.
+    kernel_prior : bool, optional
+        See :class:`refdeblur.network.Architecture`; recorded only when
+        True.
 
     Returns
     -------
@@ -474,6 +477,8 @@ def architecture_options(kernel_size, *, scales=None, filter_size=None, n_filter
         architecture["n_hidden"] = n_hidden
     if zero_mean_filters:
         architecture["zero_mean_filters"] = True
+    if kernel_prior:
+        architecture["kernel_prior"] = True
     if beta_k is not None:
         architecture["beta_k"] = beta_k
     if beta_k_mode not in (None, "constant"):
@@ -556,6 +561,8 @@ def training_command(config):
         parts += ["--n-hidden", str(arch["n_hidden"])]
     if arch.get("zero_mean_filters"):
         parts += ["--zero-mean-filters"]
+    if arch.get("kernel_prior"):
+        parts += ["--kernel-prior"]
     if arch.get("beta_k") is not None:
         parts += ["--beta-k", repr(arch["beta_k"])]
     if arch.get("beta_k_mode", "constant") != "constant":

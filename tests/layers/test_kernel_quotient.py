@@ -220,3 +220,50 @@ def test_relative_beta_floor_keeps_zero_features_finite(rng):
 def test_beta_mode_is_checked():
     with pytest.raises(ValueError, match="beta_mode"):
         KernelQuotient(5, beta_mode="learned")
+
+
+# -- a prior kernel (K18)-(K19), (Q8)-(Q10) --------------------------------
+
+@pytest.mark.parametrize("mode, beta", [("constant", 0.3), ("relative", 0.05)])
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("n_batch, height, width, m, n", [(1, 9, 8, 3, 1), (3, 11, 12, 5, 2)])
+def test_prior_vjp(rng, mode, beta, normalize, n_batch, height, width, m, n):
+    layer = KernelQuotient(m, taper_width=2, beta=beta, beta_mode=mode, normalize=normalize)
+    x_sharp = rng.standard_normal((n_batch, n, height, width))
+    y_blurry = rng.standard_normal((n_batch, n, height, width))
+    prior = rng.random((n_batch, m, m))
+    _, cache = layer.forward(x_sharp, y_blurry, prior=prior)
+    errors = gradcheck.check_vjp(
+        lambda a, b, p: layer.forward(a, b, prior=p)[0], [x_sharp, y_blurry, prior],
+        lambda g: list(layer.backward(g, cache)[0]), rng=rng)
+    assert max(errors) <= TOL, f"kernel quotient with a prior, rel errs {errors}"
+
+
+def test_prior_backward_is_the_adjoint_of_its_linear_part(rng):
+    # q is affine in the prior: q(p) - q(0) = T p with T self-adjoint (Q9)
+    a = rng.standard_normal((2, 2, 10, 9))
+    b = rng.standard_normal((2, 2, 10, 9))
+    p1, p2 = rng.standard_normal((2, 2, 10, 9))
+    beta = np.array([0.4, 2.0])[:, None, None]
+    zero, _ = quotient_forward(a, b, beta)
+    with_p1, cache = quotient_forward(a, b, beta, prior=p1)
+    from refdeblur.layers._quotient import quotient_prior_backward
+    applied = with_p1 - zero
+    adjoint = quotient_prior_backward(p2, cache)
+    assert np.sum(applied * p2) == pytest.approx(np.sum(p1 * adjoint), rel=1e-12)
+
+
+def test_without_evidence_the_estimate_is_the_prior_and_with_strong_evidence_the_data(rng):
+    kernel = rng.random((5, 5))
+    kernel /= kernel.sum()
+    x_sharp = rng.standard_normal((1, 2, 40, 40))
+    y_blurry = np.stack([[scipy.signal.fftconvolve(x, kernel, mode="same") for x in x_sharp[0]]])
+    prior = np.full((1, 5, 5), 1 / 25)
+    layer = KernelQuotient(5, beta=1e9)
+    np.testing.assert_allclose(layer.forward(1e-6 * x_sharp, 1e-6 * y_blurry, prior=prior)[0],
+                               prior, atol=1e-9)
+    weak = KernelQuotient(5, beta=1e-8)
+    data_only, _ = weak.forward(x_sharp, y_blurry)
+    np.testing.assert_allclose(weak.forward(x_sharp, y_blurry, prior=prior)[0], data_only,
+                               atol=1e-9)
+    assert len(layer.backward(np.ones((1, 5, 5)), layer.forward(x_sharp, y_blurry)[1])[0]) == 2
