@@ -157,6 +157,26 @@ def test_a_run_from_an_init_model_starts_at_its_weights(parent, images, tmp_path
         assert not np.array_equal(trained[name], weights[name]), name
 
 
+def test_a_prior_kernel_can_be_added_to_the_init_model(parent, images, tmp_path, capsys):
+    config = _config(parent, images=str(images))
+    config["architecture"]["kernel_prior"] = True
+    trainer = Trainer(tmp_path / "run", config, None, None)
+    trainer.initialise()
+    assert trainer.net.architecture.kernel_prior
+    weights = load_model(parent).params
+    for name, value in weights.items():
+        np.testing.assert_array_equal(trainer.net.params[name], value, err_msg=name)
+    train(config, out_dir=tmp_path / "trained", steps=1)
+    assert load_model(tmp_path / "trained" / "checkpoint.npz").architecture.kernel_prior
+    # the command line records it, and training_command gives it back
+    assert main(["train", "--init", str(parent), "--images", str(images), "--out",
+                 str(tmp_path / "cli"), "--steps", "1", "--kernel-prior",
+                 "--print-config"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["architecture"]["kernel_prior"] is True
+    assert "--kernel-prior" in training_command(printed)
+
+
 def test_fine_tuning_runs_only_the_stages_the_parent_runs():
     k25 = load_shipped_model(25).architecture
     (phase,) = fine_tuning_phases(k25)

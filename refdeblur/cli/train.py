@@ -159,7 +159,8 @@ def add_train_parser(subparsers):
                              "the first of a scale towards the previous stage's "
                              "kernel instead of towards zero, so that a later "
                              "stage keeps its start where its features carry "
-                             "little evidence (default: the paper's quotient)")
+                             "little evidence; with --init, added to the init "
+                             "model's network (default: the paper's quotient)")
     parser.add_argument("--zero-mean-filters", action="store_true", default=None,
                         help="start every convolution filter with zero sum per "
                              "input channel, edge-like first features "
@@ -534,7 +535,6 @@ def _init_config(args):
                                if len(filter_sizes) == 1 else arch["filter_sizes"]),
              "--n-filters": (args.n_filters, arch["n_filters"]),
              "--n-hidden": (args.n_hidden, arch["n_hidden"]),
-             "--kernel-prior": (args.kernel_prior, arch.get("kernel_prior", False)),
              "--zero-mean-filters": (args.zero_mean_filters, arch["zero_mean_filters"]),
              "--beta-k": (args.beta_k, arch["beta_k"]),
              "--beta-k-mode": (args.beta_k_mode, arch["beta_k_mode"])}
@@ -542,6 +542,9 @@ def _init_config(args):
         if given is not None and given != value:
             raise UserError(f"{option} {given} contradicts --init {args.init}, whose "
                             f"network has {value}")
+    if args.kernel_prior:
+        # no new parameters: the init model's weights start it
+        config["architecture"]["kernel_prior"] = True
     return config
 
 

@@ -550,7 +550,8 @@ def training_command(config):
         parts += ["--validation-images", str(config["validation_images"])]
     parts += ["--validate-every", str(config["validate_every"])]
     if init_model:
-        arch = {}                       # the init model's, recorded in full
+        # the init model's, recorded in full; the prior kernel may be added to it
+        arch = {"kernel_prior": arch.get("kernel_prior", False)}
     if arch.get("kernel_sizes"):
         parts += ["--scales", ",".join(str(m) for m in arch["kernel_sizes"])]
     if arch.get("filter_sizes"):

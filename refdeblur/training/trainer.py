@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from .._engine.threads import one_blas_thread
 from ..model_io import read_model_file, save_model
-from ..network import build_network
+from ..network import Network, build_network
 from .config import (CHECKPOINT_FILE, CONFIG_FILE, LOG_FILE, example_seeding,
                      read_config, read_init_model, stage_loss_weight, teacher_forcing,
                      write_config)
@@ -118,8 +118,14 @@ def init_network(config):
         raise ValueError(f"init model {config['init_model']} is not the file this "
                          f"run's configuration records (SHA-256 {recorded[:12]}..., "
                          f"found {sha256[:12]}...)")
+    requested = dict(config.get("architecture", {}))
+    if requested.get("kernel_prior") and not parent.architecture.kernel_prior:
+        # adds no parameters: the parent's weights start the network with it
+        # (derivations/fine_tuning.md, "Adding a prior kernel")
+        parent = Network(dataclasses.replace(parent.architecture, kernel_prior=True),
+                         parent.params)
     architecture = parent.architecture.to_dict()
-    differing = sorted(key for key, value in config.get("architecture", {}).items()
+    differing = sorted(key for key, value in requested.items()
                        if architecture.get(key) != value)
     if parent.kernel_size != int(config["kernel_size"]) or differing:
         raise ValueError(f"init model {config['init_model']} ({parent.kernel_size} px) "
