@@ -232,7 +232,11 @@ def test_loss_on_every_stage_gradients(rng):
                                   plain["scale2.stage1.conv.weight"])
 
 
-@pytest.mark.parametrize("beta_mode", ["constant", "relative"])
+# The relative variant is slow; tests/layers/test_kernel_quotient.py::test_prior_vjp
+# covers the prior with relative beta_k at the layer, the constant variant here the
+# network's chain rule (N16)-(N17).
+@pytest.mark.parametrize("beta_mode", ["constant",
+                                       pytest.param("relative", marks=pytest.mark.slow)])
 def test_kernel_prior_network_gradients(rng, beta_mode):
     extra = dict(SMALL, beta_k_mode=beta_mode, beta_k=0.05 if beta_mode == "relative" else 0.3)
     net = build_network(5, rng=rng, kernel_sizes=(3, 5), filter_sizes=(3, 3),
