@@ -30,8 +30,9 @@ pixels, D6). The FFT's circular model therefore meets no jump at the image
 border and there is no border ringing.
 
 Adding a method (e.g. the network's image quotient): write
-``solver(y_padded, problem, *, noise_std, **options)`` returning the padded
-estimate (shape and dtype of ``y_padded``), use :func:`band_observations`
+``solver(y_padded, problem, *, noise_std, y_hat=None, **options)`` returning
+the padded estimate (shape and dtype of ``y_padded``; ``y_hat`` is the
+transform of ``y_padded`` where the caller has it), use :func:`band_observations`
 for the boundary, and register it in :data:`METHODS`. ``problem`` (a
 :class:`Problem`) holds the kernel's transfer function, computed once and
 shared by all channels.
@@ -44,11 +45,12 @@ import numpy as np
 
 from ._engine.deconvolution import (PARALLEL_MIN_SIZE, fourier_solve, shrink_divergence,
                                     shrink_into)
-from ._engine.fft import fast_length, irfft2, rfft2
+from ._engine.fft import fast_length, irfft2, rfft2, rfft2_of_rows
 from .image_io import as_float_image
 
 __all__ = [
     "METHODS",
+    "PaddedImage",
     "Problem",
     "band_observations",
     "deconvolve",
@@ -114,28 +116,46 @@ class Problem(NamedTuple):
 
 def _make_problem(shape, kernel, boundary, pad, dtype):
     """Grid size (D4), transfer function of the kernel (D3), |D|^2 (D9)."""
+    padded = _grid_shape(shape, kernel.shape, boundary, pad)
+    grad_rows, grad_cols = _gradient_symbols(padded, dtype)
+    return Problem(tuple(shape), padded, _transfer_function(kernel, padded, dtype),
+                   grad_rows, grad_cols, boundary)
+
+
+def _grid_shape(shape, kernel_shape, boundary, pad):
+    """The periodic grid (D4): at least ``pad`` px (default the kernel's side)
+    per side, enlarged to fast FFT lengths; the image's own for ``"periodic"``."""
     if boundary == "periodic":
-        padded = tuple(shape)
-    else:
-        padded = []
-        for n, m in zip(shape, kernel.shape):
-            p = m if pad is None else int(pad)
-            if p < m // 2:
-                raise ValueError(f"pad must be >= kernel size // 2 = {m // 2}, "
-                                 f"got {p}")
-            padded.append(fast_length(n + 2 * p))
-        padded = tuple(padded)
-    hp, wp = padded
+        return tuple(shape)
+    padded = []
+    for n, m in zip(shape, kernel_shape):
+        p = m if pad is None else int(pad)
+        if p < m // 2:
+            raise ValueError(f"pad must be >= kernel size // 2 = {m // 2}, "
+                             f"got {p}")
+        padded.append(fast_length(n + 2 * p))
+    return tuple(padded)
+
+
+def _transfer_function(kernel, padded_shape, dtype):
+    """Half spectrum of the kernel with its centre moved to the origin (D3)."""
+    hp, wp = padded_shape
     mh, mw = kernel.shape
-    # psf2otf: the kernel centre (mh // 2, mw // 2) goes to the origin (D3)
+    # psf2otf: pixel (i, j) goes to ((i - mh // 2) mod hp, (j - mw // 2) mod wp),
+    # where np.roll of the kernel placed at [:mh, :mw] would put it
+    rows = (np.arange(mh) - mh // 2) % hp
     placed = np.zeros((hp, wp), dtype=dtype)
-    placed[:mh, :mw] = kernel
-    placed = np.roll(placed, (-(mh // 2), -(mw // 2)), axis=(0, 1))
-    otf = rfft2(placed)  # (Hp, Wp//2+1)
+    placed[np.ix_(rows, (np.arange(mw) - mw // 2) % wp)] = kernel
+    return rfft2_of_rows(placed, rows)  # (Hp, Wp//2+1), equal to rfft2(placed)
+
+
+def _gradient_symbols(padded_shape, dtype):
+    """``|D_y|^2`` per row and ``|D_x|^2`` per half-spectrum column (D9)."""
+    hp, wp = padded_shape
     grad_rows = (4.0 * np.sin(np.pi * np.arange(hp) / hp) ** 2).astype(dtype)
     grad_cols = (4.0 * np.sin(np.pi * np.arange(wp // 2 + 1) / wp) ** 2
                  ).astype(dtype)
-    return Problem(tuple(shape), padded, otf, grad_rows, grad_cols, boundary)
+    return grad_rows, grad_cols
 
 
 def _extend_axis(a, length, axis):
@@ -347,7 +367,7 @@ def default_balance(noise_std):
 
 def _hyper_laplacian(y_pad, problem, *, noise_std, alpha=2 / 3, lam=None,
                      beta_init=1.0, beta_rate=2 * math.sqrt(2), beta_max=2.0 ** 12,
-                     n_inner=1):
+                     n_inner=1, y_hat=None):
     """Krishnan-Fergus half-quadratic splitting on the padded grid (D7)-(D14)."""
     alpha = _check_alpha(alpha)
     lam = default_lam(noise_std, alpha) if lam is None else float(lam)
@@ -362,7 +382,7 @@ def _hyper_laplacian(y_pad, problem, *, noise_std, alpha=2 / 3, lam=None,
     x = y_pad.copy()                   # (Hp, Wp), initial estimate x = y
     scratch = np.empty_like(x)         # one shrunk gradient at a time
     rhs = np.empty_like(x)             # D^T w
-    u_hat = rfft2(y_pad)               # spectrum of the observations (D6)
+    u_hat = rfft2(y_pad) if y_hat is None else y_hat   # of the observations (D6)
     beta = float(beta_init)
     first = True
     while beta < beta_max:             # continuation (D10)
@@ -384,14 +404,14 @@ def _hyper_laplacian(y_pad, problem, *, noise_std, alpha=2 / 3, lam=None,
     return x
 
 
-def _wiener(y_pad, problem, *, noise_std, balance=None, n_iter=4):
+def _wiener(y_pad, problem, *, noise_std, balance=None, n_iter=4, y_hat=None):
     """Gradient-Tikhonov quotient; ``n_iter`` band updates (D16), (D6)."""
     balance = default_balance(noise_std) if balance is None else float(balance)
     if not balance > 0:
         raise ValueError(f"balance must be positive, got {balance}")
     if int(n_iter) < 1:
         raise ValueError(f"n_iter must be >= 1, got {n_iter}")
-    u_hat = rfft2(y_pad)
+    u_hat = rfft2(y_pad) if y_hat is None else y_hat
     for it in range(int(n_iter) if problem.refill else 1):
         if it:
             u_hat = band_observations(y_pad, x_hat, problem)  # (D6)
@@ -401,8 +421,10 @@ def _wiener(y_pad, problem, *, noise_std, balance=None, n_iter=4):
     return irfft2(x_hat, problem.padded_shape)
 
 
-#: Solvers by name: ``solver(y_padded, problem, *, noise_std, **options)``
-#: returns the padded estimate. The image-quotient method goes here too.
+#: Solvers by name: ``solver(y_padded, problem, *, noise_std, y_hat=None,
+#: **options)`` returns the padded estimate; ``y_hat``, where given, is
+#: ``rfft2(y_padded)``, which the solver then reads and does not compute or
+#: write. The image-quotient method goes here too.
 METHODS = {
     "hyper_laplacian": _hyper_laplacian,
     "wiener": _wiener,
@@ -578,6 +600,8 @@ def deconvolve(image, kernel, *, method="hyper_laplacian", noise_std=None,
         if not (np.all(np.isfinite(sigmas)) and np.all(sigmas >= 0)):
             raise ValueError(f"noise_std must be finite and >= 0, got "
                              f"{noise_std}")
+    if "y_hat" in options:
+        raise TypeError("deconvolve() got an unexpected keyword argument 'y_hat'")
     solver = METHODS[method]
     dtype = image.dtype
     problem = _make_problem(planes.shape[1:], kernel, boundary, pad, dtype)
@@ -593,20 +617,141 @@ def deconvolve(image, kernel, *, method="hyper_laplacian", noise_std=None,
     return out[0] if axis is None else np.moveaxis(out, 0, axis)
 
 
+class PaddedImage:
+    """A grey image on the periodic grid of :func:`deconvolve`, for several kernels.
+
+    :func:`deconvolve` pads the image (D5) and transforms it at every call.
+    A caller that deconvolves one image with many kernels of one shape (the
+    alternations of :func:`refdeblur.inference.refinement.refine_kernel`)
+    pads and checks it once here, and transforms it once;
+    :meth:`deconvolve` then returns what :func:`deconvolve` returns for the
+    image and kernel, bit for bit.
+
+    Parameters
+    ----------
+    image : ndarray of shape (H, W)
+        Blurry grey image, converted as :func:`deconvolve` converts it
+        (float images keep their type, which sets the solve's precision).
+    kernel_shape : tuple of int
+        ``(m1, m2)``, odd: the shape of every kernel given to
+        :meth:`deconvolve`; it sets the grid (D4).
+    boundary : {'unknown', 'fill', 'periodic'}, optional
+        As for :func:`deconvolve`.
+    pad : int, optional
+        As for :func:`deconvolve`.
+
+    Raises
+    ------
+    ValueError
+        As :func:`deconvolve` for the image, the boundary and the padding;
+        for a kernel shape that is not two odd sides.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy.signal import convolve2d
+    >>> rng = np.random.default_rng(0)
+    >>> y = convolve2d(rng.random((64, 64)), np.full((5, 5), 1 / 25), mode="same")
+    >>> padded = PaddedImage(y, (5, 5))
+    >>> k = np.full((5, 5), 1 / 25)
+    >>> bool(np.array_equal(padded.deconvolve(k, noise_std=0.01),
+    ...                     deconvolve(y, k, noise_std=0.01)))
+    True
+    """
+
+    def __init__(self, image, kernel_shape, *, boundary="unknown", pad=None):
+        image = as_float_image(image)
+        if image.ndim != 2:
+            raise ValueError(f"image must be 2-D (H, W), got shape {image.shape}")
+        kernel_shape = tuple(int(m) for m in kernel_shape)
+        if len(kernel_shape) != 2 or any(m < 1 or m % 2 == 0 for m in kernel_shape):
+            raise ValueError(f"kernel sides must be odd, got shape {kernel_shape}")
+        if not np.all(np.isfinite(image)):
+            raise ValueError("image contains NaN or Inf")
+        if image.shape[0] < kernel_shape[0] or image.shape[1] < kernel_shape[1]:
+            raise ValueError(f"image of size {image.shape} is smaller than "
+                             f"the kernel {kernel_shape}")
+        if boundary not in BOUNDARIES:
+            raise ValueError(f"unknown boundary {boundary!r}; choose one of "
+                             f"{BOUNDARIES}")
+        self.shape = image.shape
+        self.kernel_shape = kernel_shape
+        self.boundary = boundary
+        self.dtype = image.dtype
+        self.padded_shape = _grid_shape(image.shape, kernel_shape, boundary, pad)
+        self._gradient_symbols = _gradient_symbols(self.padded_shape, self.dtype)
+        geometry = Problem(self.shape, self.padded_shape, None, *self._gradient_symbols,
+                           boundary)
+        self.values = _pad_plane(image, geometry, self.dtype)       # (D5)
+        self.spectrum = rfft2(self.values)
+
+    def deconvolve(self, kernel, *, method="hyper_laplacian", noise_std, clip=False,
+                   **options):
+        """:func:`deconvolve` of the image with ``kernel`` (same result).
+
+        Parameters
+        ----------
+        kernel : ndarray of shape ``kernel_shape``
+            As for :func:`deconvolve`.
+        method : str, optional
+            A key of :data:`METHODS`.
+        noise_std : float
+            Effective noise standard deviation on the [0, 1] scale, >= 0.
+        clip : bool, optional
+            Clip the result to [0, 1].
+        **options
+            Options of the method, as for :func:`deconvolve`.
+
+        Returns
+        -------
+        ndarray of shape (H, W)
+            In the image's dtype.
+        """
+        kernel = _check_kernel(kernel)
+        if kernel.shape != self.kernel_shape:
+            raise ValueError(f"kernel of shape {kernel.shape}; this image was padded "
+                             f"for {self.kernel_shape}")
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; choose one of "
+                             f"{sorted(METHODS)}")
+        if "y_hat" in options:
+            raise TypeError("deconvolve() got an unexpected keyword argument 'y_hat'")
+        sigma = float(noise_std)
+        if not (np.isfinite(sigma) and sigma >= 0):
+            raise ValueError(f"noise_std must be finite and >= 0, got {noise_std}")
+        problem = Problem(self.shape, self.padded_shape,
+                          _transfer_function(kernel, self.padded_shape, self.dtype),
+                          *self._gradient_symbols, self.boundary)
+        x = METHODS[method](self.values, problem, noise_std=sigma, y_hat=self.spectrum,
+                            **options)
+        h, w = self.shape
+        out = np.array(x[:h, :w], dtype=self.dtype)
+        if clip:
+            np.clip(out, 0.0, 1.0, out=out)
+        return out
+
+
 def _immerkaer(a):
     """Immerkaer's estimate: mean |second-difference mask response| (D17)."""
-    h, w = a.shape
-    d = a[:-2] - 2.0 * a[1:-1] + a[2:]            # (H-2, W)
-    d = d[:, :-2] - 2.0 * d[:, 1:-1] + d[:, 2:]   # (H-2, W-2)
-    return math.sqrt(math.pi / 2.0) / 6.0 * float(np.mean(np.abs(d)))
+    # The expressions a[:-2] - 2 a[1:-1] + a[2:] along each axis, evaluated
+    # in place in that order: the same values with two temporaries, not six.
+    rows = np.multiply(a[1:-1], 2.0)                # (H-2, W)
+    np.subtract(a[:-2], rows, out=rows)
+    rows += a[2:]
+    d = np.multiply(rows[:, 1:-1], 2.0)             # (H-2, W-2)
+    np.subtract(rows[:, :-2], d, out=d)
+    d += rows[:, 2:]
+    return math.sqrt(math.pi / 2.0) / 6.0 * float(np.mean(np.abs(d, out=d)))
 
 
 def _haar_mad(a):
     """Median absolute diagonal Haar detail / 0.6745 (D17)."""
     h, w = (a.shape[0] // 2) * 2, (a.shape[1] // 2) * 2
-    d = 0.5 * (a[0:h:2, 0:w:2] - a[1:h:2, 0:w:2] - a[0:h:2, 1:w:2]
-               + a[1:h:2, 1:w:2])
-    return float(np.median(np.abs(d)) / 0.6744897501960817)
+    d = np.subtract(a[0:h:2, 0:w:2], a[1:h:2, 0:w:2])
+    d -= a[0:h:2, 1:w:2]
+    d += a[1:h:2, 1:w:2]
+    d *= 0.5
+    return float(np.median(np.abs(d, out=d), overwrite_input=True) / 0.6744897501960817)
 
 
 _NOISE_ESTIMATORS = {"immerkaer": _immerkaer, "haar_mad": _haar_mad}

@@ -9,6 +9,13 @@ pass, so here
   stacks of ``n_filters`` images instead of five;
 * the stages of a scale share the padded, tapered transform of the blurry
   image (:meth:`refdeblur.layers.image_quotient.ImageQuotient.prepare_blurry`);
+* the kernel quotient (N3)-(N4) keeps no spectra once it has its kernel,
+  releases each tapered stack of feature maps once it is transformed, and
+  inverts the quotient only on the rows of the ``m x m`` kernel it crops
+  (:func:`kernel_estimate`): the same numbers as
+  :meth:`refdeblur.layers.kernel_quotient.KernelQuotient.forward`, with a
+  fraction of the last inverse pass and fewer image-sized arrays alive at
+  once;
 * in float32 with compiled Numba kernels, convolution, tanh, recombination,
   tanh and recombination run fused, a row or (on larger images, by FFT) a
   tile at a time, so not even the convolution output is stored
@@ -23,11 +30,18 @@ tests/test_features_numba.py check both).
 
 import numpy as np
 
-from ._engine import HAVE_NUMBA, features, warn_without_numba
-from ._engine.threads import matmul_columns, one_blas_thread, tanh_inplace
+from ._engine import HAVE_NUMBA, features, spectral, warn_without_numba
+from ._engine.fft import fast_length, irfft2_rows, rfft2
+from ._engine.threads import for_each, matmul_columns, one_blas_thread, tanh_inplace
+from .layers.edge_taper import taper_window
 from .network import previous_kernel, stage_input
 
-__all__ = ["predict", "predict_stages", "predict_stage", "stage_features"]
+__all__ = ["predict", "predict_stages", "predict_stage", "stage_features", "kernel_estimate"]
+
+#: From this many frequencies per feature map the kernel quotient's
+#: per-frequency solve runs in the Numba kernel, as
+#: :func:`refdeblur.layers._quotient.quotient_forward` decides.
+SPECTRAL_KERNEL_MIN_SIZE = 1 << 16
 
 
 @one_blas_thread()
@@ -103,9 +117,9 @@ def predict_stage(stage, stage_input, blurry, params, *, prepared_blurry=None,
     latent : ndarray of shape (N, H, W)
     """
     feature_maps = stage_features(stage, stage_input, params)       # (N1)-(N2)
-    kernel, _ = stage.kernel_quotient.forward(
-        feature_maps[:, :stage.n_pairs], feature_maps[:, stage.n_pairs:],
-        prior=prior)                                                 # (N3)-(N4), (N16)
+    kernel = kernel_estimate(stage.kernel_quotient, feature_maps[:, :stage.n_pairs],
+                             feature_maps[:, stage.n_pairs:], prior=prior)  # (N3)-(N4), (N16)
+    del feature_maps
     latent, _ = stage.image_quotient.forward(
         kernel, blurry, stage.params_of(params, "image_quotient"),
         prepared=prepared_blurry)                                    # (N5)
@@ -147,3 +161,91 @@ def _recombine(z, layer_params):
     if "bias" in layer_params:
         out += layer_params["bias"].astype(z.dtype, copy=False)[:, None]
     return out.reshape(n_batch, -1, height, width)
+
+
+def kernel_estimate(layer, x_sharp, y_blurry, *, prior=None):
+    """The kernel of :meth:`refdeblur.layers.kernel_quotient.KernelQuotient.forward`.
+
+    The same operations on the same numbers, for inference: no cache is
+    kept, each tapered stack of feature maps is released once it is
+    transformed, and of the quotient's inverse transform only the rows of
+    the cropped ``m x m`` kernel (K5) go through the last pass
+    (:func:`refdeblur._engine.fft.irfft2_rows`). With a ``prior`` (K18) or
+    the relative ``beta`` (K16) the layer's own forward runs.
+
+    Parameters
+    ----------
+    layer : refdeblur.layers.kernel_quotient.KernelQuotient
+    x_sharp, y_blurry : ndarray of shape (N, n, H, W)
+    prior : ndarray of shape (N, m, m), optional
+        As for the layer's forward.
+
+    Returns
+    -------
+    ndarray of shape (N, m, m)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from refdeblur.layers.kernel_quotient import KernelQuotient
+    >>> layer = KernelQuotient(9)
+    >>> rng = np.random.default_rng(0)
+    >>> for side in (40, 400):     # the NumPy and the Numba per-frequency solve
+    ...     sharp, blurry = rng.random((2, 1, 2, side, side), dtype=np.float32)
+    ...     print(np.array_equal(kernel_estimate(layer, sharp, blurry),
+    ...                          layer.forward(sharp, blurry)[0]))
+    True
+    True
+    """
+    if prior is not None or layer.beta_mode != "constant":
+        return layer.forward(x_sharp, y_blurry, prior=prior)[0]
+    if x_sharp.shape != y_blurry.shape or x_sharp.ndim != 4:
+        raise ValueError(f"feature maps must both be (N, n, H, W), got "
+                         f"{x_sharp.shape} and {y_blurry.shape}")
+    height, width = x_sharp.shape[-2:]
+    size = layer.kernel_size
+    if min(height, width) < size:
+        raise ValueError(f"{height}x{width} feature maps are smaller than "
+                         f"the {size} px kernel")
+    window = taper_window((height, width), layer.taper_width, x_sharp.dtype)
+    grid = ((fast_length(height), fast_length(width)) if layer.pad_to_fast_size
+            else (height, width))
+    spectrum_a = rfft2(_tapered_on_grid(x_sharp, window, grid))           # (K1)-(K3)
+    spectrum_b = rfft2(_tapered_on_grid(y_blurry, window, grid))
+    if spectrum_a[:, 0].size >= SPECTRAL_KERNEL_MIN_SIZE and HAVE_NUMBA:
+        quotient, _ = spectral.combine_spectra(spectrum_a, spectrum_b, layer.beta)
+    else:
+        if spectrum_a[:, 0].size >= SPECTRAL_KERNEL_MIN_SIZE:
+            warn_without_numba()
+        power = spectrum_a.real ** 2 + spectrum_a.imag ** 2
+        denominator = power.sum(axis=1) + layer.beta                   # (Q2)
+        numerator = (np.conj(spectrum_a) * spectrum_b).sum(axis=1)
+        quotient = numerator / denominator                             # (Q3)
+    del spectrum_a, spectrum_b
+    # (K5): the kernel centre at the grid's origin, the rest wrapped around
+    rows = (np.arange(size) - size // 2) % grid[0]
+    cols = (np.arange(size) - size // 2) % grid[1]
+    kernel_rows = irfft2_rows(quotient, grid, rows)
+    # indexed as grid_to_kernel indexes the whole grid: the same memory
+    # layout, hence the same order of the sum (K7)
+    cropped = kernel_rows[..., np.arange(size)[:, None], cols[None, :]].astype(
+        x_sharp.dtype, copy=False)
+    positive = np.maximum(cropped, 0)                                  # (K6)
+    if not layer.normalize:
+        return positive
+    return positive / (positive.sum(axis=(-2, -1), keepdims=True) + layer.eps)  # (K7)
+
+
+def _tapered_on_grid(x, window, grid_shape):
+    """``x * window`` zero-padded at the end of the last two axes to ``grid_shape``,
+    one image per call over the cores (as the layer tapers)."""
+    height, width = x.shape[-2:]
+    out = np.zeros(x.shape[:-2] + tuple(grid_shape), dtype=np.result_type(x, window))
+    n_feature = x.shape[1]
+
+    def taper(index):
+        n, c = divmod(index, n_feature)
+        np.multiply(x[n, c], window, out=out[n, c, :height, :width])
+
+    for_each(taper, x.shape[0] * n_feature, height * width)
+    return out

@@ -380,3 +380,20 @@ def test_two_thirds_shrink_divergence_in_blocks_of_rows(shape, rng):
     engine.shrink_divergence_numpy(x, beta, 2 / 3, tau, reference)
     np.testing.assert_allclose(compiled, reference, rtol=0, atol=1e-13)
     assert np.count_nonzero(compiled) > x.size // 2
+
+
+@pytest.mark.parametrize("boundary", ["unknown", "fill", "periodic"])
+@pytest.mark.parametrize("method", ["hyper_laplacian", "wiener"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_padded_image_deconvolves_as_deconvolve_for_many_kernels(boundary, method, dtype, rng):
+    from refdeblur.deconvolution import PaddedImage
+    image = gaussian_filter(rng.random((45, 38)), 1.0).astype(dtype)
+    padded = PaddedImage(image, (7, 5), boundary=boundary)
+    for _ in range(3):
+        kernel = rng.random((7, 5))
+        kernel /= kernel.sum()
+        np.testing.assert_array_equal(padded.deconvolve(kernel, method=method, noise_std=0.01),
+                                      deconvolve(image, kernel, method=method, noise_std=0.01,
+                                                 boundary=boundary))
+    with pytest.raises(ValueError, match="odd"):
+        PaddedImage(image, (6, 5))

@@ -517,3 +517,33 @@ def test_beta_k_mode_round_trip_and_old_dicts():
     assert Architecture.from_dict(old).beta_k_mode == "constant"
     with pytest.raises(ValueError, match="beta_k_mode"):
         Architecture(beta_k_mode="learned")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, m, normalize", [((2, 3, 40, 37), 9, True),
+                                                  ((1, 2, 33, 48), 5, False),
+                                                  ((1, 1, 300, 260), 17, True)])
+def test_inference_kernel_estimate_equals_the_layer(dtype, shape, m, normalize, rng):
+    from refdeblur.layers.kernel_quotient import KernelQuotient
+    from refdeblur.network_fast import kernel_estimate
+    layer = KernelQuotient(m, beta=0.5, normalize=normalize)
+    sharp, blurry = rng.standard_normal((2, *shape)).astype(dtype)
+    np.testing.assert_array_equal(kernel_estimate(layer, sharp, blurry),
+                                  layer.forward(sharp, blurry)[0])
+    prior = rng.random((shape[0], m, m)).astype(dtype)   # the layer's path, unchanged
+    np.testing.assert_array_equal(kernel_estimate(layer, sharp, blurry, prior=prior),
+                                  layer.forward(sharp, blurry, prior=prior)[0])
+
+
+@pytest.mark.parametrize("shape", [(45, 36), (44, 37), (16, 16)])
+def test_row_transforms_equal_numpy(shape, rng):
+    from refdeblur._engine.fft import irfft2_rows, rfft2_of_rows
+    height, width = shape
+    rows = sorted({0, 1, height // 2, height - 1})
+    sparse = np.zeros((2, height, width))
+    sparse[:, rows] = rng.random((2, len(rows), width))
+    np.testing.assert_allclose(rfft2_of_rows(sparse, rows), np.fft.rfft2(sparse),
+                               rtol=0, atol=1e-12)
+    spectrum = np.fft.rfft2(rng.random((2, height, width)))
+    np.testing.assert_allclose(irfft2_rows(spectrum, shape, rows),
+                               np.fft.irfft2(spectrum, s=shape)[:, rows], rtol=0, atol=1e-12)

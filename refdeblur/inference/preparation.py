@@ -185,20 +185,69 @@ def textured_window(gray, max_window):
     if max_window is None or max(height, width) <= max_window:
         return slice(0, height), slice(0, width)
     side_h, side_w = min(height, max_window), min(width, max_window)
-    gy = np.abs(np.diff(gray, axis=0, append=gray[-1:]))
-    gx = np.abs(np.diff(gray, axis=1, append=gray[:, -1:]))
-    energy = np.where(unsaturated(gray), gx + gy, 0.0)
-    integral = np.zeros((height + 1, width + 1))
-    integral[1:, 1:] = energy.cumsum(0).cumsum(1)
     step = max(1, max_window // 8)
-    tops = sorted(set(range(0, height - side_h + 1, step)) | {height - side_h})
-    lefts = sorted(set(range(0, width - side_w + 1, step)) | {width - side_w})
-    best, best_at = -1.0, (0, 0)
-    for top in tops:
-        for left in lefts:
-            total = (integral[top + side_h, left + side_w] - integral[top, left + side_w]
-                     - integral[top + side_h, left] + integral[top, left])
-            if total > best:
-                best, best_at = total, (top, left)
-    top, left = best_at
+    tops = np.array(sorted(set(range(0, height - side_h + 1, step)) | {height - side_h}))
+    lefts = np.array(sorted(set(range(0, width - side_w + 1, step)) | {width - side_w}))
+    rows = np.unique(np.concatenate([tops, tops + side_h]))
+    integral = np.zeros((rows.size, width + 1))
+    integral[:, 1:] = np.cumsum(_column_sums(gray, rows), axis=1)
+    top_rows = np.searchsorted(rows, tops)
+    bottom_rows = np.searchsorted(rows, tops + side_h)
+    totals = (integral[np.ix_(bottom_rows, lefts + side_w)]
+              - integral[np.ix_(top_rows, lefts + side_w)]
+              - integral[np.ix_(bottom_rows, lefts)] + integral[np.ix_(top_rows, lefts)])
+    # The first of the largest in row-major order, as a scan keeping only
+    # strictly larger totals would find.
+    best_top, best_left = np.unravel_index(np.argmax(totals), totals.shape)
+    top, left = int(tops[best_top]), int(lefts[best_left])
     return slice(top, top + side_h), slice(left, left + side_w)
+
+
+#: Rows of the image per block of :func:`_column_sums`: its buffers stay in
+#: the core's cache, and no image-sized array is made.
+_ROWS_PER_BLOCK = 64
+
+
+def _column_sums(gray, rows):
+    """Sums of the edge energy over the rows above each row in ``rows``, per column.
+
+    Row ``k`` of the result is ``cumsum(energy, axis=0)[rows[k] - 1]`` (zeros
+    for ``rows[k] = 0``), ``energy`` as :func:`_edge_energy` gives it. The
+    running sum adds one row at a time, in the order of ``cumsum``, so the
+    values are the same; a row is a vectorised addition, where ``cumsum``
+    down the columns runs one element at a time.
+    """
+    height, width = gray.shape
+    sums = np.zeros((rows.size, width), dtype=gray.dtype)
+    running = np.zeros(width, dtype=gray.dtype)
+    energy = np.empty((_ROWS_PER_BLOCK, width), dtype=gray.dtype)
+    scratch = np.empty((_ROWS_PER_BLOCK, width), dtype=gray.dtype)
+    wanted = {int(row): index for index, row in enumerate(rows)}
+    for start in range(0, height, _ROWS_PER_BLOCK):
+        stop = min(start + _ROWS_PER_BLOCK, height)
+        _edge_energy(gray, start, stop, energy[:stop - start], scratch)
+        for offset, row in enumerate(energy[:stop - start]):
+            np.add(running, row, out=running)
+            index = wanted.get(start + offset + 1)
+            if index is not None:
+                sums[index] = running
+    return sums
+
+
+def _edge_energy(gray, start, stop, out, scratch):
+    """Rows ``start:stop`` of ``|dx| + |dy|`` on the unsaturated pixels, 0 elsewhere.
+
+    Forward differences; those past the last row or column are 0.
+    """
+    rows = gray[start:stop]
+    out[:, -1] = 0
+    np.subtract(rows[:, 1:], rows[:, :-1], out=out[:, :-1])
+    np.abs(out, out=out)
+    with_row_below = min(stop, gray.shape[0] - 1) - start
+    if with_row_below > 0:
+        vertical = scratch[:with_row_below]
+        np.subtract(gray[start + 1:start + 1 + with_row_below],
+                    gray[start:start + with_row_below], out=vertical)
+        out[:with_row_below] += np.abs(vertical, out=vertical)
+    # x * 1 = x and x * 0 = 0 for the finite, non-negative energy
+    np.multiply(out, unsaturated(rows), out=out)

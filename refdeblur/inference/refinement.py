@@ -27,15 +27,14 @@ it, says why it was added and gives the measurements that chose its
 parameters (synthetic held-out pairs, then Levin et al.'s benchmark).
 """
 
-import functools
-
 import numpy as np
 import scipy.linalg
+from numpy.lib.stride_tricks import as_strided
 from scipy.ndimage import binary_dilation
 
-from .._engine.fft import fast_length, irfft2, rfft2
+from .._engine.fft import fast_length, irfft2, irfft2_rows, rfft2
 from .._engine.threads import one_blas_thread
-from ..deconvolution import deconvolve
+from ..deconvolution import PaddedImage
 from ..kernels import center_kernel, resize_kernel
 from ..layers.resample import imresize
 from ..network import pyramid_shapes
@@ -235,36 +234,54 @@ class _KernelStep:
     def solve(self, sharp_gradients, regularisation):
         """The unconstrained minimiser of (A4) for these sharp gradients, (m, m)."""
         m = self.size
-        sharp_hat = rfft2(np.stack(sharp_gradients), self.grid)
+        sharp_hat = rfft2(np.asarray(sharp_gradients), self.grid)
         # One inverse transform gives both the right-hand side (A6), as the
-        # correlation of p_d with q_d, and the autocorrelation of (A5).
-        spectra = np.stack([np.sum(self._blurry_hat * sharp_hat, axis=0),
-                            np.sum(sharp_hat.real ** 2 + sharp_hat.imag ** 2, axis=0)])
-        correlation, circular = irfft2(spectra, self.grid)
-        rhs = correlation[:m, :m][::-1, ::-1]                              # (A6)
+        # correlation of p_d with q_d, and the autocorrelation of (A5); the
+        # sums over the directions d are written straight into its input.
+        spectra = np.empty((2,) + sharp_hat.shape[1:], dtype=sharp_hat.dtype)
+        np.multiply(self._blurry_hat[0], sharp_hat[0], out=spectra[0])
+        power = _power(sharp_hat[0])
+        for blurry_hat, direction_hat in zip(self._blurry_hat[1:], sharp_hat[1:]):
+            spectra[0] += blurry_hat * direction_hat
+            power += _power(direction_hat)
+        spectra[1] = power
+        # Only the lags |l| < m are read: the inverse's last pass runs on
+        # those 2m - 1 rows alone (the same values as the whole transform).
         lags = np.arange(-(m - 1), m)
-        table = circular[np.ix_(lags % self.grid[0], lags % self.grid[1])]  # (A5)
+        correlation, circular = irfft2_rows(spectra, self.grid, lags % self.grid[0])
+        rhs = correlation[m - 1:, :m][::-1, ::-1]                          # (A6)
+        table = circular[:, lags % self.grid[1]]                            # (A5)
         table = 0.5 * (table + table[::-1, ::-1])   # a(l) = a(-l), exactly
         energy = float(table[m - 1, m - 1]) * m ** 2    # trace G = sum_d ||p_d||^2 m^2
         beta = regularisation * energy / m ** 4                              # (A4)
         return _solve_centrosymmetric(table, rhs, max(beta, 1e-12 * energy / m ** 2))
 
 
-@functools.lru_cache(maxsize=8)
-def _half_blocks(size):
-    """Flat indices into the (2m-1)^2 lag table of the blocks of (A9).
+def _power(spectrum):
+    """``|z|^2`` of a complex array, as ``z.real ** 2 + z.imag ** 2``."""
+    power = np.square(spectrum.real)
+    power += np.square(spectrum.imag)
+    return power
 
-    For the first half of the kernel's pixels (row-major) and the centre,
-    ``same[i, i']`` indexes ``G[i, i']`` and ``mirrored[i, i']`` indexes
-    ``G[i, n - 1 - i']``: lag ``j_i - j_i'`` and ``j_i + j_i' - (m - 1)``.
+
+def _lag_views(table):
+    """The blocks of (A9) as strided views of the ``(2m-1)^2`` lag table.
+
+    Kernel pixel ``i`` at row ``r`` and column ``c`` (row-major, ``n = m^2``
+    pixels). For the first ``m // 2 + 1`` kernel rows, which hold the first
+    half of the pixels and the centre, returns the ``(R, m, R, m)`` views
+    ``same[r, c, r', c'] = G[i, i'] = a(r - r', c - c')`` and
+    ``mirrored[r, c, r', c'] = G[i, n - 1 - i'] = a(r + r' - (m-1), c + c' -
+    (m-1))``: the matrix entries read straight from the table, with no
+    index arrays (a Toeplitz and a Hankel pattern in each direction).
     """
-    m = size
-    rows, cols = np.divmod(np.arange(m * m // 2 + 1), m)
-    width = 2 * m - 1
-    same = ((rows[:, None] - rows[None, :] + m - 1) * width
-            + cols[:, None] - cols[None, :] + m - 1)
-    mirrored = (rows[:, None] + rows[None, :]) * width + cols[:, None] + cols[None, :]
-    same.flags.writeable = mirrored.flags.writeable = False  # shared by the cache
+    m = (table.shape[0] + 1) // 2
+    kept = m // 2 + 1
+    row, col = table.strides
+    same = as_strided(table[m - 1:, m - 1:], shape=(kept, m, kept, m),
+                      strides=(row, col, -row, -col), writeable=False)
+    mirrored = as_strided(table, shape=(kept, m, kept, m), strides=(row, col, row, col),
+                          writeable=False)
     return same, mirrored
 
 
@@ -276,22 +293,23 @@ def _solve_centrosymmetric(table, rhs, beta):
     """
     m = rhs.shape[0]
     half = m * m // 2                            # the centre pixel's index
-    same, mirrored = _half_blocks(m)
-    flat = table.ravel()
-    a_same, a_mirrored = flat[same], flat[mirrored]
-    b = rhs.ravel()
-    b_reversed = b[::-1]
+    same, mirrored = _lag_views(table)
+    n_kept = same.shape[0] * m                   # pixels of the rows kept
     root_half = np.sqrt(0.5)
     # Symmetric part: basis (e_i + e_{n-1-i}) / sqrt 2 and e_centre.
-    symmetric = a_same + a_mirrored
+    blocks = np.add(same, mirrored, out=np.empty(same.shape)).reshape(n_kept, n_kept)
+    symmetric = np.ascontiguousarray(blocks[:half + 1, :half + 1])
     symmetric[half, :] *= root_half
     symmetric[:, half] *= root_half
     symmetric[np.diag_indices(half + 1)] += beta
+    # Antisymmetric part: basis (e_i - e_{n-1-i}) / sqrt 2.
+    blocks = np.subtract(same, mirrored, out=np.empty(same.shape)).reshape(n_kept, n_kept)
+    antisymmetric = np.ascontiguousarray(blocks[:half, :half])
+    antisymmetric[np.diag_indices(half)] += beta
+    b = rhs.ravel()
+    b_reversed = b[::-1]
     b_symmetric = (b[:half + 1] + b_reversed[:half + 1]) * root_half
     b_symmetric[half] *= root_half
-    # Antisymmetric part: basis (e_i - e_{n-1-i}) / sqrt 2.
-    antisymmetric = a_same[:half, :half] - a_mirrored[:half, :half]
-    antisymmetric[np.diag_indices(half)] += beta
     b_antisymmetric = (b[:half] - b_reversed[:half]) * root_half
     x_symmetric = _solve_spd(symmetric, b_symmetric)
     x_antisymmetric = _solve_spd(antisymmetric, b_antisymmetric)
@@ -303,20 +321,31 @@ def _solve_centrosymmetric(table, rhs, beta):
 
 
 def _solve_spd(matrix, rhs):
-    """Cholesky solve of a symmetric positive definite system (overwrites ``matrix``)."""
+    """Cholesky solve of a symmetric positive definite system (overwrites ``matrix``).
+
+    ``matrix`` is C-contiguous and exactly symmetric, so its transpose is
+    the same matrix in the column-major order LAPACK works in: handed over
+    as that, it is factorised in place instead of first being copied to
+    column-major order (a transposing copy, over a third of the
+    factorisation's time at 545 unknowns).
+    """
     if matrix.size == 0:
         return np.zeros(0)
-    factor = scipy.linalg.cho_factor(matrix, overwrite_a=True, check_finite=False)
+    factor = scipy.linalg.cho_factor(matrix.T, overwrite_a=True, check_finite=False)
     return scipy.linalg.cho_solve(factor, rhs, check_finite=False)
 
 
-def _latent_image(image32, kernel, noise_std, *, sparse, quadratic_updates):
-    """(A1): the latent image under the sparse or the quadratic gradient prior, float64."""
+def _latent_image(padded, kernel, noise_std, *, sparse, quadratic_updates):
+    """(A1): the latent image under the sparse or the quadratic gradient prior, float64.
+
+    ``padded`` is the blurry window as :class:`~refdeblur.deconvolution.PaddedImage`
+    (float32), padded and transformed once for all the alternations.
+    """
     if sparse:
-        latent = deconvolve(image32, kernel.astype(np.float32), noise_std=noise_std)
+        latent = padded.deconvolve(kernel.astype(np.float32), noise_std=noise_std)
     else:
-        latent = deconvolve(image32, kernel.astype(np.float32), method="wiener",
-                            noise_std=noise_std, n_iter=int(quadratic_updates))
+        latent = padded.deconvolve(kernel.astype(np.float32), method="wiener",
+                                   noise_std=noise_std, n_iter=int(quadratic_updates))
     return latent.astype(np.float64)
 
 
@@ -329,12 +358,17 @@ def _select_edges(gradients, fraction):
     between the two order statistics that the quantile interpolates keeps
     the same pixels as the upper one, so that order statistic is used: a
     third of the time of the magnitude's interpolated quantile.
+
+    Returns the two kept gradient images as one ``(2, H, W)`` array.
     """
     along_cols, along_rows = gradients
     power = along_cols * along_cols + along_rows * along_rows
     rank = int(np.ceil((power.size - 1) * (1.0 - fraction)))
     keep = power >= np.partition(power.ravel(), rank)[rank]
-    return [along_cols * keep, along_rows * keep]
+    edges = np.empty((2,) + power.shape, dtype=power.dtype)
+    np.multiply(along_cols, keep, out=edges[0])
+    np.multiply(along_rows, keep, out=edges[1])
+    return edges
 
 
 def _support(kernel, threshold, dilation):
@@ -443,11 +477,11 @@ def refine_kernel(image, kernel, *, n_iter=3, n_sparse=1, quadratic_updates=2,
     kernel = kernel / kernel.sum()
     support = _support(kernel, support_threshold, support_dilation)
     kernel_step = _KernelStep(gradients(image), size)                     # (A3)
-    image32 = image.astype(np.float32)
+    padded = PaddedImage(image.astype(np.float32), (size, size))
     current = kernel
     n_iter, n_sparse = int(n_iter), int(n_sparse)
     for alternation in range(n_iter):
-        latent = _latent_image(image32, current, noise_std,                   # (A1)
+        latent = _latent_image(padded, current, noise_std,                    # (A1)
                                sparse=alternation >= n_iter - n_sparse,
                                quadratic_updates=quadratic_updates)
         edges = _select_edges(gradients(latent), edge_fraction)           # (A2)
