@@ -32,8 +32,9 @@ import numpy as np
 
 from ._engine import HAVE_NUMBA, features, spectral, warn_without_numba
 from ._engine.fft import fast_length, irfft2_rows, rfft2
-from ._engine.threads import for_each, matmul_columns, one_blas_thread, tanh_inplace
+from ._engine.threads import matmul_columns, one_blas_thread, tanh_inplace
 from .layers.edge_taper import taper_window
+from .layers.kernel_quotient import tapered_on_grid
 from .network import previous_kernel, stage_input
 
 __all__ = ["predict", "predict_stages", "predict_stage", "stage_features", "kernel_estimate"]
@@ -210,8 +211,8 @@ def kernel_estimate(layer, x_sharp, y_blurry, *, prior=None):
     window = taper_window((height, width), layer.taper_width, x_sharp.dtype)
     grid = ((fast_length(height), fast_length(width)) if layer.pad_to_fast_size
             else (height, width))
-    spectrum_a = rfft2(_tapered_on_grid(x_sharp, window, grid))           # (K1)-(K3)
-    spectrum_b = rfft2(_tapered_on_grid(y_blurry, window, grid))
+    spectrum_a = rfft2(tapered_on_grid(x_sharp, window, grid))           # (K1)-(K3)
+    spectrum_b = rfft2(tapered_on_grid(y_blurry, window, grid))
     if spectrum_a[:, 0].size >= SPECTRAL_KERNEL_MIN_SIZE and HAVE_NUMBA:
         quotient, _ = spectral.combine_spectra(spectrum_a, spectrum_b, layer.beta)
     else:
@@ -235,17 +236,3 @@ def kernel_estimate(layer, x_sharp, y_blurry, *, prior=None):
         return positive
     return positive / (positive.sum(axis=(-2, -1), keepdims=True) + layer.eps)  # (K7)
 
-
-def _tapered_on_grid(x, window, grid_shape):
-    """``x * window`` zero-padded at the end of the last two axes to ``grid_shape``,
-    one image per call over the cores (as the layer tapers)."""
-    height, width = x.shape[-2:]
-    out = np.zeros(x.shape[:-2] + tuple(grid_shape), dtype=np.result_type(x, window))
-    n_feature = x.shape[1]
-
-    def taper(index):
-        n, c = divmod(index, n_feature)
-        np.multiply(x[n, c], window, out=out[n, c, :height, :width])
-
-    for_each(taper, x.shape[0] * n_feature, height * width)
-    return out

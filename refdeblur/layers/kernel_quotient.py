@@ -127,8 +127,8 @@ class KernelQuotient:
         grid = ((_fft.fast_length(height), _fft.fast_length(width))
                 if self.pad_to_fast_size else (height, width))
         # Taper straight into the zero grid: one pass instead of two.
-        a = _tapered_on_grid(x_sharp, window, grid)                # (K1), (K2)
-        b = _tapered_on_grid(y_blurry, window, grid)
+        a = tapered_on_grid(x_sharp, window, grid)                # (K1), (K2)
+        b = tapered_on_grid(y_blurry, window, grid)
         tapered_sharp = beta_clamped = None
         if self.beta_mode == "relative":
             # The padding is zero: the power of a_i is that of its H x W corner.
@@ -204,8 +204,22 @@ class KernelQuotient:
         return gradients, {}
 
 
-def _tapered_on_grid(x, window, grid_shape):
-    """``x * window`` zero-padded at the end of the last two axes to ``grid_shape``."""
+def tapered_on_grid(x, window, grid_shape):
+    """``x * window`` zero-padded at the end of the last two axes to ``grid_shape``.
+
+    (K1)-(K2), shared with the inference path's kernel quotient
+    (:func:`refdeblur.network_fast.kernel_estimate`).
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, n, H, W)
+    window : ndarray of shape (H, W)
+    grid_shape : tuple of int
+
+    Returns
+    -------
+    ndarray of shape (N, n) + grid_shape
+    """
     height, width = x.shape[-2:]
     out = np.zeros(x.shape[:-2] + tuple(grid_shape), dtype=np.result_type(x, window))
     # One image per call, over the cores (memory-bound: at 2048² one
