@@ -60,7 +60,7 @@ from refdeblur.layers.edge_taper import taper_window
 from refdeblur.layers.kernel_quotient import KernelQuotient
 from refdeblur.models import SHIPPED_KERNEL_SIZES, shipped_model_path
 from refdeblur.model_io import read_model_file
-from refdeblur.network import Network, build_network, stage_input
+from refdeblur.network import Network, build_network, previous_kernel, stage_input
 from refdeblur.network_fast import stage_features
 from refdeblur.training.data import load_gray_images, validation_set, validation_split
 from refdeblur.training.schedule import phase_at, stagewise_schedule
@@ -271,7 +271,8 @@ def predict_recording(net, images, n_stages):
         for stage in stages:
             maps = stage_features(stage, stage_input(blurry, latent), params)
             sharp, blurry_like = maps[:, :stage.n_pairs], maps[:, stage.n_pairs:]
-            kernel, _ = stage.kernel_quotient.forward(sharp, blurry_like)
+            kernel, _ = stage.kernel_quotient.forward(
+                sharp, blurry_like, prior=previous_kernel(stage, kernels))
             latent, _ = stage.image_quotient.forward(
                 kernel, blurry, stage.params_of(params, "image_quotient"),
                 prepared=prepared)

@@ -4,6 +4,7 @@ The script is imported from its path; it runs on a two-scale network with
 four filters and a folder of six small crops of scikit-image's pictures.
 """
 
+import dataclasses
 import importlib.util
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from refdeblur.camera_shake import sample_kernels
 from refdeblur.image_io import write_image
 from refdeblur.kernels import delta_kernel, resize_kernel
 from refdeblur.model_io import read_model_file, save_model
-from refdeblur.network import build_network
+from refdeblur.network import Network, build_network
 from refdeblur.training.data import load_gray_images, validation_set
 from refdeblur.training.step import kernel_errors
 
@@ -94,8 +95,11 @@ def test_scale_rows_compare_each_scale_with_its_resized_truth():
                                               rel=1e-12)
 
 
-def test_evaluate_matches_the_training_validation(pairs):
+@pytest.mark.parametrize("kernel_prior", [False, True])
+def test_evaluate_matches_the_training_validation(pairs, kernel_prior):
     net = tiny_network()
+    if kernel_prior:
+        net = Network(dataclasses.replace(net.architecture, kernel_prior=True), net.params)
     model = bench.ModelInfo("tiny", net, 2, {})
     result = bench.evaluate(model, pairs, crop=CROP)
     assert (result.kernel_size, result.scales, result.n_stages, result.crop) == \
