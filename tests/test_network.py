@@ -167,6 +167,9 @@ def test_teacher_forced_stage_vjp(rng):
     assert np.all(dinput[[0, 2]] == 0) and np.any(dinput[1] != 0)
 
 
+# Slow: test_teacher_forcing_at_the_coarse_scale_gradients covers (N13)-(N14) in a
+# network, with a stage of each scale forced.
+@pytest.mark.slow
 def test_teacher_forced_network_gradients(rng):
     net = build_network(5, rng=rng, filter_sizes=(3,), n_pairs=(1, 2, 2), **SMALL)
     image = rng.random((3, 18, 17))
@@ -212,12 +215,14 @@ def test_teacher_forcing_replaces_only_the_masked_examples(rng):
 
 
 def test_loss_on_every_stage_gradients(rng):
-    net = build_network(5, rng=rng, kernel_sizes=(3, 5), filter_sizes=(3, 3),
-                        n_pairs=(1, 2, 2), taper_widths=(1, 2), **SMALL)
-    image = rng.random((2, 19, 18))
+    net = build_network(5, rng=rng, filter_sizes=(3,), n_stages=2, n_pairs=(1, 2), **SMALL)
+    image = rng.random((2, 17, 16))
     true_kernel = _true_kernels(rng, 2, 5)
     errors = _check_every_parameter(net, image, true_kernel, rng, stage_loss_weight=0.7)
     assert max(errors.values()) <= TOL, f"worst {max(errors.values()):.2e}: {errors}"
+    net = build_network(5, rng=rng, kernel_sizes=(3, 5), filter_sizes=(3, 3),
+                        n_pairs=(1, 2, 2), taper_widths=(1, 2), **SMALL)
+    image = rng.random((2, 19, 18))
     # (N15): the loss adds the earlier stages of the finest scale, not the coarse scale's
     output = net.forward(image)
     expected = sum(np.sum((k - true_kernel) ** 2) * weight for k, weight in
@@ -232,11 +237,19 @@ def test_loss_on_every_stage_gradients(rng):
                                   plain["scale2.stage1.conv.weight"])
 
 
-# The relative variant is slow; tests/layers/test_kernel_quotient.py::test_prior_vjp
-# covers the prior with relative beta_k at the layer, the constant variant here the
-# network's chain rule (N16)-(N17).
-@pytest.mark.parametrize("beta_mode", ["constant",
-                                       pytest.param("relative", marks=pytest.mark.slow)])
+def test_kernel_prior_scale_network_gradients(rng):
+    net = build_network(5, rng=rng, filter_sizes=(3,), n_stages=2, n_pairs=(1, 2),
+                        kernel_prior=True, **dict(SMALL, beta_k=0.3))
+    image = rng.random((2, 17, 16))
+    errors = _check_every_parameter(net, image, _true_kernels(rng, 2, 5), rng)
+    assert max(errors.values()) <= TOL, f"worst {max(errors.values()):.2e}: {errors}"
+
+
+# Slow: test_kernel_prior_scale_network_gradients covers the chain rule (N16)-(N17),
+# tests/layers/test_kernel_quotient.py::test_prior_vjp the relative beta_k; this one
+# checks the prior together with two scales, teacher forcing and a loss on every stage.
+@pytest.mark.slow
+@pytest.mark.parametrize("beta_mode", ["constant", "relative"])
 def test_kernel_prior_network_gradients(rng, beta_mode):
     extra = dict(SMALL, beta_k_mode=beta_mode, beta_k=0.05 if beta_mode == "relative" else 0.3)
     net = build_network(5, rng=rng, kernel_sizes=(3, 5), filter_sizes=(3, 3),
