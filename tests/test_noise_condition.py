@@ -3,6 +3,7 @@ fine-tuned for heavy noise, no refinement under heavy noise, and the report."""
 
 import json
 import warnings
+from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
@@ -14,7 +15,7 @@ from refdeblur.cli import main
 from refdeblur.inference import (HIGH_NOISE_STD, choose_noise_condition,
                                  estimate_kernel_and_size)
 from refdeblur.models import (SHIPPED_CONDITIONS, has_shipped_model, load_model,
-                              load_shipped_model, shipped_model_path)
+                              load_shipped_model, model_sha256, shipped_model_path)
 
 SIDE = 128
 
@@ -128,8 +129,13 @@ def test_shipped_high_noise_model_and_its_recipe():
     assert any(not np.array_equal(net.params[name], generic.params[name])
                for name in generic.params)
     recipe = json.loads(path.with_suffix(".json").read_text())
-    assert recipe["parent_model"]["model"] == "k17"
-    assert recipe["config"]["noise_std"] == 0.05 and "--init k17" in recipe["command"]
+    # The parent is the generic network it was fine-tuned from, kept with
+    # the training runs: the recipe names that file and its SHA-256.
+    parent = recipe["parent_model"]
+    assert recipe["config"]["noise_std"] == 0.05
+    assert f"--init {parent['model']} " in recipe["command"]
+    parent_path = Path(__file__).resolve().parents[1] / parent["model"]
+    assert model_sha256(parent_path) == parent["sha256"]
     with pytest.raises(ValueError, match="no 'high_noise' network is shipped"):
         shipped_model_path(33, "high_noise")
 

@@ -386,7 +386,7 @@ def test_every_train_option_has_help_with_its_default():
                            capture_output=True, text=True)
     assert shown.returncode == 0
     assert "(default: adadelta)" in shown.stdout and "recipes" in shown.stdout
-    assert "second of the shipped 17 px network's two phases" in shown.stdout
+    assert "last of the shipped 17 px network's three phases" in shown.stdout
 
 
 def _printed_config(capsys, *options):
@@ -398,26 +398,46 @@ def _printed_config(capsys, *options):
 def test_recipe_is_the_shipped_configuration(name, tmp_path, capsys):
     recipe = json.loads((REPO / "refdeblur" / "models" / f"{name}.json").read_text())
     shipped = {key: value for key, value in recipe["config"].items() if key != "note"}
-    config = _printed_config(capsys, "--recipe", name, "--images", shipped["images"],
-                             "--base-model", shipped["base_model"])
-    assert config == {**shipped, **NEWER_KEYS}
+    # A recipe that fine-tunes a network names it (init_model, a path from the
+    # repository root); one that trains on a frozen base needs that file.
+    base = [] if shipped.get("init_model") else ["--base-model", shipped["base_model"]]
+    config = _printed_config(capsys, "--recipe", name, "--images", shipped["images"], *base)
+    assert config == {**NEWER_KEYS, **shipped}
     assert recipe_config(name, images=shipped["images"]) == config
     assert training_command(config).replace("STEPS", str(recipe["steps"])) == recipe["command"]
     assert not (tmp_path / "unused").exists() and not Path("unused").exists()
 
 
 def test_recipe_options_given_explicitly_override_it(capsys):
-    base = ["--recipe", "k17", "--images", "photos", "--base-model", "base.npz"]
+    base = ["--recipe", "k25", "--images", "photos", "--base-model", "base.npz"]
     config = _printed_config(capsys, *base, "--learning-rate", "1e-4", "--crop-size", "128",
                              "--val-fraction", "0.1")
-    expected = recipe_config("k17", images="photos", base_model="base.npz", crop_size=128,
+    expected = recipe_config("k25", images="photos", base_model="base.npz", crop_size=128,
                              validation_fraction=0.1)
     expected["optimizer"]["learning_rate"] = 1e-4
     assert config == expected
     assert config["optimizer"]["name"] == "adam"       # only the rate changed
     adadelta = _printed_config(capsys, *base, "--optimizer", "adadelta")
     assert adadelta["optimizer"] == {"learning_rate": 0.01, "decay": 0.95, "eps": 1e-6}
-    assert adadelta["architecture"] == {"filter_sizes": [17], "beta_k": 1.0}
+    assert adadelta["architecture"] == recipe_config("k25")["architecture"]
+
+
+def test_a_fine_tuning_recipe_takes_overrides_but_not_another_network(capsys):
+    recipe = json.loads((REPO / "refdeblur" / "models" / "k17.json").read_text())
+    assert recipe["config"]["init_model"] == recipe["parent_model"]["model"]
+    config = _printed_config(capsys, "--recipe", "k17", "--images", "photos",
+                             "--learning-rate", "1e-5", "--crop-size", "256")
+    assert config["init_model"] == recipe["config"]["init_model"]
+    assert config["init_model_sha256"] == recipe["parent_model"]["sha256"]
+    assert config["optimizer"]["learning_rate"] == 1e-5 and config["crop_size"] == 256
+    assert config["architecture"] == recipe["config"]["architecture"]
+    for options, message in ((["--base-model", "b.npz"], "--base-model does not apply"),
+                             (["--stage-steps", "500"], "--stage-steps does not apply"),
+                             (["--filter-size", "9"], "--filter-size 9 contradicts")):
+        assert main(["train", "--out", "unused", "--print-config", "--recipe", "k17",
+                     "--images", "photos", *options]) == 2
+        error = capsys.readouterr().err
+        assert message in error and len(error.strip().splitlines()) == 1
 
 
 def _one_line_refusal(result):

@@ -453,10 +453,13 @@ def new_run_config(args):
     if args.init is not None:
         config = _init_config(args)
     elif args.recipe is not None:
-        if args.base_model is None:
+        config = recipe_config(args.recipe)
+        if config.get("init_model") is not None:
+            config = _refuse_contradicting_init(
+                args, config, f"--recipe {args.recipe} (fine-tuning {config['init_model']})")
+        elif args.base_model is None:
             raise UserError(f"--recipe {args.recipe} trains on top of a base network: "
                             f"pass --base-model ({RECIPES[args.recipe]})")
-        config = recipe_config(args.recipe)
     elif args.kernel_size is None:
         raise UserError("--kernel-size is required (or --recipe or --scales)")
     else:
@@ -465,7 +468,7 @@ def new_run_config(args):
     for key in CONFIG_OPTIONS:
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
-    if args.init is None:       # an init model's architecture is recorded in full
+    if config.get("init_model") is None:   # an init model's architecture is recorded in full
         config["architecture"] = {**config["architecture"], **architecture_options(
             kernel_size, scales=args.scales, filter_size=args.filter_size,
             n_filters=args.n_filters, n_hidden=args.n_hidden,
@@ -527,6 +530,23 @@ def _init_config(args):
         config = fine_tuning_config(args.init)
     except (FileNotFoundError, ValueError) as error:
         raise UserError(f"--init: {error}") from None
+    return _refuse_contradicting_init(args, config, f"--init {args.init}")
+
+
+def _refuse_contradicting_init(args, config, source):
+    """``config`` of a run from a trained network, refusing options against it.
+
+    The network fixes the architecture and every stage trains from step 0,
+    so options that would change either contradict ``source`` (``--init
+    FILE``, or a recipe that fine-tunes a network); only the prior kernel,
+    which adds no parameters, may be added.
+    """
+    for option, value in (("--base-model", args.base_model),
+                          ("--stage-steps", args.stage_steps),
+                          ("--frozen-steps", args.frozen_steps)):
+        if value is not None:
+            raise UserError(f"{option} does not apply with {source}: it starts from a "
+                            f"complete network whose every stage trains from step 0")
     arch = config["architecture"]
     filter_sizes = set(arch["filter_sizes"])
     model = {"--kernel-size": (args.kernel_size, config["kernel_size"]),
@@ -540,7 +560,7 @@ def _init_config(args):
              "--beta-k-mode": (args.beta_k_mode, arch["beta_k_mode"])}
     for option, (given, value) in model.items():
         if given is not None and given != value:
-            raise UserError(f"{option} {given} contradicts --init {args.init}, whose "
+            raise UserError(f"{option} {given} contradicts {source}, whose "
                             f"network has {value}")
     if args.kernel_prior:
         # no new parameters: the init model's weights start it

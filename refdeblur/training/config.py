@@ -56,16 +56,17 @@ SHIPPED_INIT_NAMES = ("k17", "k25", "k33")
 #: with what that configuration trains and the base network it starts from
 #: (the file the shipped run used, in ``benchmarks/training_runs/``).
 RECIPES = {
-    "k17": ("the second of the shipped 17 px network's two phases: 2,059 steps "
-            "fine-tuning all three stages end to end on 256 px crops, Adam 3e-4, "
-            "starting from the first phase's network (13,407 steps on 128 px "
-            "crops, Adam 1e-3 then 3e-4; base k17_session4.npz)"),
+    "k17": ("the last of the shipped 17 px network's three phases: 6,355 steps "
+            "fine-tuning all three stages on 128 px crops, Adam 1e-4, from the "
+            "second phase's network (init k17_ft_c256.npz: 13,407 steps on 128 px "
+            "crops, Adam 1e-3 then 3e-4, then 2,059 steps on 256 px crops, Adam 3e-4); "
+            "run from the repository root, where the recipe finds its init model"),
     "k25": ("a 25 px scale (17 x 17 filters, Adam 1e-3, 256 px crops, a stage "
             "every 2,000 steps) on a frozen 17 px network (base base17f17_for25.npz); "
-            "3,327 steps, exported with --stages 2"),
+            "15,561 steps, all three stages"),
     "k33": ("a 33 px scale (17 x 17 filters, Adam 1e-3, 256 px crops, a stage "
             "every 3,000 steps) on a frozen 25 px network (base "
-            "base25f17c256_for33.npz); 3,511 steps, exported with --stages 1"),
+            "base25f17c256_for33.npz); 6,277 steps, exported with --stages 2"),
 }
 
 
