@@ -27,10 +27,10 @@ examples:
   refdeblur train --kernel-size 17 --images ~/photos --out runs/k17 --steps 40000 --resume
   refdeblur train --kernel-size 25 --images ~/photos --out runs/k25 --steps 20000 \\
       --base-model runs/k17/checkpoint.npz --val-fraction 0.1
-  # the shipped 25 px network's configuration (3,327 steps), then its export:
+  # the shipped 25 px network's configuration (15,561 steps), then its export:
   refdeblur train --recipe k25 --images ~/photos --out runs/k25 \\
       --base-model benchmarks/training_runs/base17f17_for25.npz
-  refdeblur export-model runs/k25 k25.npz --stages 2
+  refdeblur export-model runs/k25 k25.npz
   # fine-tune the shipped 17 px network for noisy photos (5 % noise), or
   # for a range of noise levels, or for text (synthetic document pages):
   refdeblur train --init k17 --images ~/photos --out runs/k17_noisy \
