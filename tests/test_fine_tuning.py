@@ -243,7 +243,7 @@ def test_cli_init_takes_the_architecture_and_a_shipped_name(parent, capsys):
     (["--filter-size", "9"], "--filter-size 9 contradicts --init"),
     (["--zero-mean-filters"], "--zero-mean-filters True contradicts"),
     (["--stage-steps", "4"], "--stage-steps does not apply with --init"),
-    (["--base-model", "b.npz"], "--init and --base-model exclude each other"),
+    (["--base-model", "b.npz"], "--base-model does not apply with --init"),
 ])
 def test_cli_refuses_options_that_contradict_the_init_model(options, message, parent,
                                                             capsys, tmp_path):

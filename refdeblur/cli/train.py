@@ -518,14 +518,6 @@ def _init_config(args):
     if args.recipe is not None:
         raise UserError("--init and --recipe exclude each other: the init model fixes "
                         "the architecture and the schedule")
-    if args.base_model is not None:
-        raise UserError("--init and --base-model exclude each other: --init starts "
-                        "from a complete network")
-    for option, value in (("--stage-steps", args.stage_steps),
-                          ("--frozen-steps", args.frozen_steps)):
-        if value is not None:
-            raise UserError(f"{option} does not apply with --init: every stage of the "
-                            f"init model trains from step 0")
     try:
         config = fine_tuning_config(args.init)
     except (FileNotFoundError, ValueError) as error:
