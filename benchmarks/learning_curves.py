@@ -68,11 +68,23 @@ def fixed_kernel_error(config, cache):
     return cache[key]
 
 
-def base_hours(config, hours_of):
-    """Hours spent on the pyramid levels below a run (0 if none is a run here)."""
+def base_hours(config, hours_of, runs=RUNS):
+    """Hours spent on the pyramid levels below a run (0 where none is known).
+
+    A base model exported here keeps its recipe beside it (``NAME.json``,
+    written by ``refdeblur export-model``): its training time is that of
+    the export, whatever its run did afterwards, plus the levels below it.
+    Otherwise the base is named after a run folder here, whose hours
+    (``hours_of``, its levels below included) are used.
+    """
     base = config.get("base_model")
     if not base:
         return 0.0
+    recipe = Path(runs) / f"{Path(base).stem}.json"
+    if recipe.is_file():
+        exported = json.loads(recipe.read_text())
+        return (exported["training_seconds"] / 3600
+                + base_hours(exported["config"], hours_of, runs))
     return hours_of.get(Path(base).stem, 0.0)
 
 
