@@ -34,8 +34,11 @@ scale the last stage's kernel against the true kernel resized to that
 scale (:func:`refdeblur.kernels.resize_kernel`) and against that scale's own
 best fixed kernel. ``--references`` adds the untrained network, fixed
 gradient features, a delta kernel, the best Gaussian and the oracle at
-β_k = 1e-4 (the paper's value). ``--markdown-only`` prints only the
-comparison table.
+β_k = 1e-4 (the paper's value). ``--from-perturbed`` adds the later
+stages' errors from a perturbed true kernel, ``--handover`` (networks of
+several scales) those from the coarser scale's answer resized, from the
+true kernel resized to the coarser scale and back, and from the true
+kernel. ``--markdown-only`` prints only the comparison table.
 
 A training checkpoint is evaluated with the stages its stage-wise schedule
 runs at its step (as its validation does); a model file with the stages it
@@ -455,6 +458,87 @@ def refinement_lines(label, rows):
 
 
 # --------------------------------------------------------------------------
+# What the finest scale makes of a coarse answer (--handover)
+# --------------------------------------------------------------------------
+
+def handover_starts(model, pairs):
+    """The starts of :func:`handover_rows`, each (N, m, m) at the finest scale.
+
+    ``"coarser scale's answer"``: the kernel of the coarser scale's last
+    stage, resized to the finest scale (what the finest scale would refine
+    were the kernel handed over with the latent image); ``"ideal coarse
+    answer"``: the true kernel resized to the coarser scale and back, the
+    best a coarser scale can hand on; ``"true kernel"``.
+    """
+    net = model.net
+    size = net.kernel_size
+    coarse_size = net.architecture.kernel_sizes[-2]
+    coarse = []
+    for begin in range(0, len(pairs.y), BATCH_SIZE):
+        output = net.forward(pairs.y[begin:begin + BATCH_SIZE], n_stages=model.n_stages)
+        coarse.append(output.stage_kernels[-2][-1])
+    coarse = np.concatenate(coarse)
+    dtype = coarse.dtype
+    return {
+        "coarser scale's answer": np.stack([resize_kernel(k, size) for k in coarse]),
+        "ideal coarse answer": np.stack([resize_kernel(resize_kernel(k, coarse_size), size)
+                                         for k in pairs.k]).astype(dtype),
+        "true kernel": pairs.k.astype(dtype),
+    }
+
+
+def handover_rows(model, pairs):
+    """The finest scale's later stages from a coarse answer handed to stage 1.
+
+    A finer scale of the paper's layout receives only the coarser scale's
+    latent image, and its first stage estimates the kernel afresh. Here
+    stage 1 of the finest scale hands on a given kernel instead of its own
+    (teacher forcing, derivations/network.md (N13)), and the rows give the
+    errors of the later stages from it: how much of a coarse answer the
+    finest scale keeps, and how much a perfect coarse scale would leave to
+    the finest scale (the ideal coarse answer's error is the loss of the
+    resizing alone). Only for networks of more than one scale and stage.
+
+    Returns
+    -------
+    list of (label, start error, [error after stage 2, ...])
+    """
+    net = model.net
+    truth = pairs.k
+    rows = []
+    for label, starts in handover_starts(model, pairs).items():
+        later = [[] for _ in range(model.n_stages - 1)]
+        for begin in range(0, len(pairs.y), BATCH_SIZE):
+            batch = slice(begin, begin + BATCH_SIZE)
+            forced = {0: (starts[batch], np.ones(len(starts[batch]), dtype=bool))}
+            output, _ = net.forward_with_cache(pairs.y[batch], n_stages=model.n_stages,
+                                               forced=forced)
+            for s, kernel in enumerate(output.stage_kernels[-1][1:]):
+                later[s].append(kernel)
+        rows.append((label, float(squared_errors(starts, truth).mean()),
+                     [float(squared_errors(np.concatenate(k), truth).mean())
+                      for k in later]))
+    return rows
+
+
+def handover_lines(label, rows, fixed):
+    """The table of :func:`handover_rows`, errors with their ratio to ``fixed``."""
+    n_later = len(rows[0][2])
+
+    def cell(error):
+        return f"{error:.4f} ({error / fixed:.3f})"
+
+    lines = [f"\n#### {label}: the finest scale's later stages from a coarse answer "
+             "(ratio to the best fixed kernel)\n",
+             "| stage 1 hands on | start | "
+             + " | ".join(f"after stage {s}" for s in range(2, n_later + 2)) + " |",
+             "|---|---|" + "---|" * n_later]
+    lines += [f"| {kind} | {cell(start)} | " + " | ".join(cell(e) for e in errors) + " |"
+              for kind, start, errors in rows]
+    return lines
+
+
+# --------------------------------------------------------------------------
 # References (--references)
 # --------------------------------------------------------------------------
 
@@ -627,6 +711,10 @@ def parse_args(argv):
     parser.add_argument("--from-perturbed", action="store_true",
                         help="also the later stages' errors when stage 1 hands on the "
                              "true kernel with random errors (teacher forcing's test)")
+    parser.add_argument("--handover", action="store_true",
+                        help="also the finest scale's later stages when stage 1 hands "
+                             "on the coarser scale's answer, the ideal coarse answer or "
+                             "the true kernel (networks of several scales)")
     parser.add_argument("--markdown-only", action="store_true",
                         help="print only the comparison table")
     args = parser.parse_args(argv)
@@ -694,7 +782,10 @@ def main(argv=None):
                       if args.references else None)
         refinements = (refinement_rows(model, pairs[size], seed=args.seed)
                        if args.from_perturbed and model.n_stages > 1 else None)
-        results.append((model, result, references, refinements,
+        handovers = (handover_rows(model, pairs[size])
+                     if args.handover and model.n_stages > 1
+                     and len(model.net.architecture.kernel_sizes) > 1 else None)
+        results.append((model, result, references, refinements, handovers,
                         time.perf_counter() - started))
     if not args.markdown_only:
         command = "python benchmarks/bench_learning.py " + shlex.join(argv)
@@ -705,11 +796,11 @@ def main(argv=None):
               f"||k - k_true||^2, ratio = error / best fixed kernel\n")
     for line in comparison_header(args.oracle_beta):
         print(line)
-    for model, result, _, _, _ in results:
+    for model, result, *_ in results:
         print(comparison_row(model.label, result))
     if args.markdown_only:
         return
-    for model, result, references, refinements, seconds in results:
+    for model, result, references, refinements, handovers, seconds in results:
         for line in detail_lines(model.label, result):
             print(line)
         if references is not None:
@@ -717,6 +808,9 @@ def main(argv=None):
                 print(line)
         if refinements is not None:
             for line in refinement_lines(model.label, refinements):
+                print(line)
+        if handovers is not None:
+            for line in handover_lines(model.label, handovers, result.fixed):
                 print(line)
         print(f"\n({seconds:.0f} s)")
 

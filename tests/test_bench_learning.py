@@ -146,6 +146,39 @@ def test_refinement_rows_start_from_the_perturbed_truth(pairs):
     assert len(lines) == 3 + len(rows)
 
 
+def test_handover_rows_start_from_the_coarse_answer_and_the_resized_truth(pairs):
+    net = tiny_network(seed=3)
+    model = bench.ModelInfo("tiny", net, 2, {})
+    rows = dict((row[0], row) for row in bench.handover_rows(model, pairs))
+    assert list(rows) == ["coarser scale's answer", "ideal coarse answer", "true kernel"]
+
+    def error(kernels):
+        return np.mean(np.sum((kernels - pairs.k) ** 2, axis=(1, 2)))
+
+    coarse = net.forward(pairs.y).stage_kernels[0][-1]
+    answer = np.stack([resize_kernel(k, 9) for k in coarse])
+    assert rows["coarser scale's answer"][1] == pytest.approx(error(answer))
+    ideal = np.stack([resize_kernel(resize_kernel(k, 5), 9) for k in pairs.k])
+    assert rows["ideal coarse answer"][1] == pytest.approx(error(ideal))
+    assert rows["true kernel"][1] == 0
+    # stage 2 is the network's own, from that start
+    output, _ = net.forward_with_cache(pairs.y, forced={0: (ideal, np.ones(len(ideal), bool))})
+    assert rows["ideal coarse answer"][2][0] == pytest.approx(error(output.kernel), rel=1e-6)
+    lines = bench.handover_lines("tiny", list(rows.values()), fixed=0.5)
+    assert lines[1].startswith("| stage 1 hands on | start | after stage 2 |")
+    assert f"({rows['true kernel'][2][0] / 0.5:.3f})" in lines[-1]
+
+
+def test_handover_is_printed_for_several_scales(image_folder, tmp_path, capsys):
+    path = tmp_path / "tiny.npz"
+    save_model(tiny_network(), path)
+    bench.main(["--model", str(path), "--images", str(image_folder), "--pairs", "2",
+                "--crop", str(CROP), "--handover"])
+    out = capsys.readouterr().out
+    assert "the finest scale's later stages from a coarse answer" in out
+    assert "| ideal coarse answer |" in out
+
+
 def test_oracle_recovers_noise_free_kernels(image_folder):
     images = load_gray_images(bench.held_out_paths(image_folder))
     clean = validation_set(images, PAIRS, 64, 9, seed=3, noise_std=0.0)
