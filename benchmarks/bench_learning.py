@@ -35,9 +35,9 @@ scale (:func:`refdeblur.kernels.resize_kernel`) and against that scale's own
 best fixed kernel. ``--references`` adds the untrained network, fixed
 gradient features, a delta kernel, the best Gaussian and the oracle at
 β_k = 1e-4 (the paper's value). ``--from-perturbed`` adds the later
-stages' errors from a perturbed true kernel, ``--handover`` (networks of
-several scales) those from the coarser scale's answer resized, from the
-true kernel resized to the coarser scale and back, and from the true
+stages' errors from a perturbed true kernel, ``--handover`` those from the
+coarser scale's answer resized and from the true kernel resized to the
+coarser scale and back (networks of several scales), and from the true
 kernel. ``--markdown-only`` prints only the comparison table.
 
 A training checkpoint is evaluated with the stages its stage-wise schedule
@@ -468,10 +468,14 @@ def handover_starts(model, pairs):
     stage, resized to the finest scale (what the finest scale would refine
     were the kernel handed over with the latent image); ``"ideal coarse
     answer"``: the true kernel resized to the coarser scale and back, the
-    best a coarser scale can hand on; ``"true kernel"``.
+    best a coarser scale can hand on; ``"true kernel"``, the only start of a
+    network of one scale.
     """
     net = model.net
     size = net.kernel_size
+    truth = {"true kernel": pairs.k.astype(net.dtype)}
+    if len(net.architecture.kernel_sizes) == 1:
+        return truth
     coarse_size = net.architecture.kernel_sizes[-2]
     coarse = []
     for begin in range(0, len(pairs.y), BATCH_SIZE):
@@ -483,7 +487,7 @@ def handover_starts(model, pairs):
         "coarser scale's answer": np.stack([resize_kernel(k, size) for k in coarse]),
         "ideal coarse answer": np.stack([resize_kernel(resize_kernel(k, coarse_size), size)
                                          for k in pairs.k]).astype(dtype),
-        "true kernel": pairs.k.astype(dtype),
+        **truth,
     }
 
 
@@ -497,7 +501,8 @@ def handover_rows(model, pairs):
     errors of the later stages from it: how much of a coarse answer the
     finest scale keeps, and how much a perfect coarse scale would leave to
     the finest scale (the ideal coarse answer's error is the loss of the
-    resizing alone). Only for networks of more than one scale and stage.
+    resizing alone); and from the true kernel, what the later stages keep
+    of a perfect start. For networks of more than one stage.
 
     Returns
     -------
@@ -713,8 +718,8 @@ def parse_args(argv):
                              "true kernel with random errors (teacher forcing's test)")
     parser.add_argument("--handover", action="store_true",
                         help="also the finest scale's later stages when stage 1 hands "
-                             "on the coarser scale's answer, the ideal coarse answer or "
-                             "the true kernel (networks of several scales)")
+                             "on the coarser scale's answer, the ideal coarse answer "
+                             "(networks of several scales) or the true kernel")
     parser.add_argument("--markdown-only", action="store_true",
                         help="print only the comparison table")
     args = parser.parse_args(argv)
@@ -783,8 +788,7 @@ def main(argv=None):
         refinements = (refinement_rows(model, pairs[size], seed=args.seed)
                        if args.from_perturbed and model.n_stages > 1 else None)
         handovers = (handover_rows(model, pairs[size])
-                     if args.handover and model.n_stages > 1
-                     and len(model.net.architecture.kernel_sizes) > 1 else None)
+                     if args.handover and model.n_stages > 1 else None)
         results.append((model, result, references, refinements, handovers,
                         time.perf_counter() - started))
     if not args.markdown_only:

@@ -169,6 +169,14 @@ def test_handover_rows_start_from_the_coarse_answer_and_the_resized_truth(pairs)
     assert f"({rows['true kernel'][2][0] / 0.5:.3f})" in lines[-1]
 
 
+def test_handover_of_a_single_scale_network_starts_from_the_truth(pairs):
+    net = build_network(9, rng=np.random.default_rng(1), kernel_sizes=(9,), n_stages=2,
+                        n_pairs=(2, 2), n_filters=4, n_hidden=4, filter_sizes=(3,))
+    rows = bench.handover_rows(bench.ModelInfo("one scale", net, 2, {}), pairs)
+    assert [row[0] for row in rows] == ["true kernel"]
+    assert rows[0][1] == 0 and rows[0][2][0] > 0
+
+
 def test_handover_is_printed_for_several_scales(image_folder, tmp_path, capsys):
     path = tmp_path / "tiny.npz"
     save_model(tiny_network(), path)
