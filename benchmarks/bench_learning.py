@@ -423,25 +423,32 @@ def refinement_rows(model, pairs, *, seed):
     -------
     list of (label, start error, [error after stage 2, ...])
     """
+    return [(label, *errors_from_a_start(model, pairs,
+                                         perturbed_starts(pairs.k, kinds, seed=seed)))
+            for label, kinds in ([("mixture of 1-3", PERTURBATIONS)]
+                                 + [(kind, (kind,)) for kind in PERTURBATIONS])]
+
+
+def errors_from_a_start(model, pairs, starts):
+    """The later stages' errors when stage 1 of the finest scale hands on ``starts``.
+
+    Returns
+    -------
+    start_error : float
+    later_errors : list of float
+        After stage 2, 3, ... of the finest scale.
+    """
     net = model.net
-    truth = pairs.k
-    rows = []
-    for label, kinds, max_kinds in ([("mixture of 1-3", PERTURBATIONS, 3)]
-                                    + [(kind, (kind,), 1) for kind in PERTURBATIONS]):
-        starts = perturbed_starts(truth, kinds, seed=seed)
-        later = [[] for _ in range(model.n_stages - 1)]
-        for begin in range(0, len(pairs.y), BATCH_SIZE):
-            batch = slice(begin, begin + BATCH_SIZE)
-            n = len(pairs.y[batch])
-            forced = {0: (starts[batch], np.ones(n, dtype=bool))}
-            output, _ = net.forward_with_cache(pairs.y[batch], n_stages=model.n_stages,
-                                               forced=forced)
-            for s, kernel in enumerate(output.stage_kernels[-1][1:]):
-                later[s].append(kernel)
-        rows.append((label, float(squared_errors(starts, truth).mean()),
-                     [float(squared_errors(np.concatenate(k), truth).mean())
-                      for k in later]))
-    return rows
+    later = [[] for _ in range(model.n_stages - 1)]
+    for begin in range(0, len(pairs.y), BATCH_SIZE):
+        batch = slice(begin, begin + BATCH_SIZE)
+        forced = {0: (starts[batch], np.ones(len(starts[batch]), dtype=bool))}
+        output, _ = net.forward_with_cache(pairs.y[batch], n_stages=model.n_stages,
+                                           forced=forced)
+        for s, kernel in enumerate(output.stage_kernels[-1][1:]):
+            later[s].append(kernel)
+    return (float(squared_errors(starts, pairs.k).mean()),
+            [float(squared_errors(np.concatenate(k), pairs.k).mean()) for k in later])
 
 
 def refinement_lines(label, rows):
@@ -508,22 +515,8 @@ def handover_rows(model, pairs):
     -------
     list of (label, start error, [error after stage 2, ...])
     """
-    net = model.net
-    truth = pairs.k
-    rows = []
-    for label, starts in handover_starts(model, pairs).items():
-        later = [[] for _ in range(model.n_stages - 1)]
-        for begin in range(0, len(pairs.y), BATCH_SIZE):
-            batch = slice(begin, begin + BATCH_SIZE)
-            forced = {0: (starts[batch], np.ones(len(starts[batch]), dtype=bool))}
-            output, _ = net.forward_with_cache(pairs.y[batch], n_stages=model.n_stages,
-                                               forced=forced)
-            for s, kernel in enumerate(output.stage_kernels[-1][1:]):
-                later[s].append(kernel)
-        rows.append((label, float(squared_errors(starts, truth).mean()),
-                     [float(squared_errors(np.concatenate(k), truth).mean())
-                      for k in later]))
-    return rows
+    return [(label, *errors_from_a_start(model, pairs, starts))
+            for label, starts in handover_starts(model, pairs).items()]
 
 
 def handover_lines(label, rows, fixed):
