@@ -5,7 +5,6 @@ four filters and a folder of six small crops of scikit-image's pictures.
 """
 
 import dataclasses
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -19,20 +18,14 @@ from refdeblur.model_io import read_model_file, save_model
 from refdeblur.network import Network, build_network
 from refdeblur.training.data import load_gray_images, validation_set
 from refdeblur.training.step import kernel_errors
+from script_loader import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_learning.py"
 CROP = 32
 PAIRS = 4
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_learning", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = load_script()
+bench = load_script(SCRIPT)
 
 
 def tiny_network(seed=0):

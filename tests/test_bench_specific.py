@@ -5,9 +5,7 @@ folder of scikit-image's pictures, with the shipped 17 px network as both
 the generic and the "specific" network.
 """
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,25 +16,13 @@ from refdeblur.image_io import write_image
 from refdeblur.model_io import read_model_file, save_model
 from refdeblur.models import model_sha256, shipped_model_path
 from refdeblur.network import Network
+from script_loader import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_specific.py"
 TINY = ["--pairs", "2", "--side", "96", "--quick"]
 
 
-def load_script():
-    # The script imports its folder's _bench_common, as when run from there.
-    folder = str(SCRIPT.parent)
-    sys.path.insert(0, folder)
-    try:
-        spec = importlib.util.spec_from_file_location("bench_specific", SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(folder)
-    return module
-
-
-bench = load_script()
+bench = load_script(SCRIPT)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ handled as documented; the command fails with one line on bad input; and
 the worked port of examples/port_check_numpy_minimal.py agrees with the trace.
 """
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from refdeblur.models import load_shipped_model
 from refdeblur.porting import compare_traces, format_comparison, make_trace, write_trace
 from refdeblur.porting.check import layer_of
 from refdeblur.porting.trace import METADATA_KEY
+from script_loader import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "port_check_numpy_minimal.py"
@@ -172,10 +172,7 @@ def test_command_errors_are_one_line(trace_file, tmp_path, capsys):
 
 
 def load_example():
-    spec = importlib.util.spec_from_file_location("port_check_numpy_minimal", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(EXAMPLE)
 
 
 def test_the_worked_numpy_port_agrees_with_the_trace(trace):

@@ -7,7 +7,6 @@ directory nor the repository gains a file.
 """
 
 import importlib
-import importlib.util
 import re
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 
 from refdeblur._engine import NUMBA_WARNING
+from script_loader import load_script as _load_script
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 EXAMPLES = REPOSITORY / "examples"
@@ -137,11 +137,7 @@ def test_model_option_and_default_output(tmp_path):
 
 def load_script(script):
     """Import a script as a module (its ``main`` does not run)."""
-    spec = importlib.util.spec_from_file_location(
-        "example_" + Path(script).stem, EXAMPLES / script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _load_script(EXAMPLES / script, name="example_" + Path(script).stem)
 
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))

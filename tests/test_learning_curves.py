@@ -1,17 +1,15 @@
 """benchmarks/learning_curves.py: the hours of the pyramid levels below a run."""
 
-import importlib.util
 import json
 from pathlib import Path
+
+from script_loader import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "learning_curves.py"
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("learning_curves", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT)
 
 
 def test_base_hours_take_an_exported_recipe_before_its_run(tmp_path):

@@ -18,6 +18,7 @@ from refdeblur.training.schedule import Phase
 from refdeblur.training.step import OutlierFilter, training_step
 from refdeblur.training.teacher_forcing import (PERTURBATIONS, _apply, forced_kernels,
                                                 forced_positions, perturb_kernel)
+from script_loader import load_script
 
 
 @pytest.fixture
@@ -246,12 +247,7 @@ def test_stage_loss_weight_is_refused_with_per_example_seeding(image_folder, tmp
 
 
 def test_starts_benchmark_prints_one_row_per_power_and_the_error_falls(capsys):
-    import importlib.util
-    from pathlib import Path
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "teacher_forcing_starts.py"
-    spec = importlib.util.spec_from_file_location("teacher_forcing_starts", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("benchmarks/teacher_forcing_starts.py")
     script.main(["--kernel-size", "9", "--kernels", "40", "--powers", "1", "4"])
     rows = [line for line in capsys.readouterr().out.splitlines()
             if line.startswith("| 1 |") or line.startswith("| 4 |")]
