@@ -155,7 +155,10 @@ def _cholesky_factor(n_samples, length_scale, signal_std, nu):
     the cost of a kernel otherwise; the returned array is read-only so that
     no caller can corrupt the cache. Computed with BLAS on one thread: a
     multi-threaded factorisation rounds differently, and the sampled kernels
-    must not depend on the thread settings of the first call.
+    must not depend on the thread settings of the first call. The
+    covariance is ill-conditioned, so BLAS kernels tuned for different
+    processors give factors, and kernels, that agree to about 1e-9
+    relative rather than bit for bit.
     """
     t = np.linspace(0.0, 1.0, n_samples)
     cov = matern_covariance(t[:, None], t[None, :], length_scale=length_scale,

@@ -33,7 +33,12 @@ def test_a_single_noise_level_keeps_the_data_stream_unchanged():
     """Batches of a single noise level, pinned by the code before noise ranges existed.
 
     Background runs resume from committed checkpoints: their data stream,
-    the generator's state after a batch included, must not move.
+    the generator's state after a batch included, must not move. The
+    generator's state is exact; the values agree to 1e-8, not to the last
+    bit, because the Cholesky factor of the trajectory's ill-conditioned
+    covariance rounds differently on different processors (about 1e-9
+    relative, derivations/training.md, "Reproducibility and resume"): a
+    change to the stream moves them by far more.
     """
     images = _pin_images()
     rng = np.random.default_rng([7, 1])
@@ -44,17 +49,17 @@ def test_a_single_noise_level_keeps_the_data_stream_unchanged():
               (922.7686274509804, 546.5768242983468, 0.17254901960784313)]
     for array, (total, squares, entry) in zip(batch, pinned):
         np.testing.assert_allclose([array.sum(), (array ** 2).sum(), array.flat[5]],
-                                   [total, squares, entry], rtol=1e-12)
+                                   [total, squares, entry], rtol=1e-8)
     validation = validation_set(images, 2, 24, 9, seed=12345, noise_std=0.03)
     pinned = [(545.2868336764585, 0.5774881703601062), (2.0, 0.0),
               (543.9176470588235, 0.5647058823529412)]
     for array, (total, entry) in zip(validation, pinned):
-        np.testing.assert_allclose([array.sum(), array.flat[7]], [total, entry], rtol=1e-12)
+        np.testing.assert_allclose([array.sum(), array.flat[7]], [total, entry], rtol=1e-8)
     rng = np.random.default_rng([7, 2, 0, 1])
     y, k = ExampleSource(images, 24, 9, 0.01)(rng)
     assert rng.bit_generator.state["state"]["state"] == 161848840599253957602178419125572752945
     np.testing.assert_allclose([y.sum(), k.sum(), y.flat[3]],
-                               [238.77052987944876, 1.0, 0.09581083661907576], rtol=1e-12)
+                               [238.77052987944876, 1.0, 0.09581083661907576], rtol=1e-8)
 
 
 def test_a_noise_range_draws_every_example_s_level_inside_it():
