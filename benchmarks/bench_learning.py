@@ -488,12 +488,11 @@ def handover_starts(model, pairs):
     for begin in range(0, len(pairs.y), BATCH_SIZE):
         output = net.forward(pairs.y[begin:begin + BATCH_SIZE], n_stages=model.n_stages)
         coarse.append(output.stage_kernels[-2][-1])
-    coarse = np.concatenate(coarse)
-    dtype = coarse.dtype
     return {
-        "coarser scale's answer": np.stack([resize_kernel(k, size) for k in coarse]),
+        "coarser scale's answer": np.stack([resize_kernel(k, size)
+                                            for k in np.concatenate(coarse)]),
         "ideal coarse answer": np.stack([resize_kernel(resize_kernel(k, coarse_size), size)
-                                         for k in pairs.k]).astype(dtype),
+                                         for k in pairs.k]).astype(net.dtype),
         **truth,
     }
 
